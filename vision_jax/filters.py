@@ -49,8 +49,8 @@ PADDINGS = ("reflect", "symmetric", "circular", "zero")
 _NP_MODE = {"reflect": "reflect", "symmetric": "symmetric", "circular": "wrap", "zero": "constant"}
 METHODS = ("auto", "direct", "fft")
 # method="auto" uses the FFT for kernels of at least this many taps (benchmarks/bench_filters.py:
-# on a 2-core CPU, 256x256, the shifted-sum direct form wins up to about 13x13).
-_FFT_MIN_TAPS = 169
+# on a 2-core CPU, 8 x 256x256, the shifted-sum direct form wins up to 13x13, the FFT from 15x15).
+_FFT_MIN_TAPS = 196
 # Up to this many taps the direct form is a fused sum of shifted slices, which XLA's CPU backend
 # runs several times faster than a single-channel convolution; beyond it, lax.conv.
 _SHIFT_ADD_MAX_TAPS = 225
@@ -161,7 +161,7 @@ def convolve2d(x, kernel, *, padding: str = "reflect", method: str = "auto") -> 
         flipped (a true convolution, like ``scipy.ndimage.convolve``); for symmetric kernels
         this equals correlation.
       padding: ``"reflect"``, ``"symmetric"``, ``"circular"`` or ``"zero"`` (module docstring).
-      method: ``"direct"``, ``"fft"`` or ``"auto"`` (FFT for kernels of 169 taps or more).
+      method: ``"direct"``, ``"fft"`` or ``"auto"`` (FFT for kernels of 196 taps or more).
 
     Returns:
       ``(..., H, W)`` array of ``x``'s dtype.
