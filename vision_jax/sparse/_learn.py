@@ -16,7 +16,7 @@ between chunks.
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import jax
@@ -194,6 +194,14 @@ def learn_chunk(state: LearnState, config: LearnConfig, patches, record_patches,
     return state, record
 
 
+@lru_cache(maxsize=32)
+def _vmapped_chunk(n_iter, n_steps, batch_size, optimizer, block_size, method):
+    """One compiled, vmapped :func:`learn_chunk` per static setting (reused across calls)."""
+    return jax.jit(jax.vmap(partial(learn_chunk, n_iter=n_iter, n_steps=n_steps, batch_size=batch_size,
+                                    optimizer=optimizer, block_size=block_size, method=method),
+                            in_axes=(0, 0, None, None)))
+
+
 def _config(method, eta, eta_homeo, alpha_homeo, C, alpha_mp, beta1, beta2, dtype) -> LearnConfig:
     f = partial(jnp.asarray, dtype=dtype)
     return LearnConfig(jnp.asarray(method, jnp.int32), f(eta), f(eta_homeo), f(alpha_homeo), f(C), f(alpha_mp), f(beta1), f(beta2))
@@ -282,9 +290,7 @@ def learn_dictionaries(
     state = jax.vmap(lambda k, d, c: init_learning(k, d, c, nb_quant=nb_quant, optimizer=optimizer))(flat_keys, flat_dicts, config)
     single_method = idx[0] if len(set(idx)) == 1 else None
 
-    chunk = jax.jit(jax.vmap(partial(learn_chunk, n_iter=record_every, n_steps=n_steps, batch_size=batch_size,
-                                     optimizer=optimizer, block_size=block_size, method=single_method),
-                             in_axes=(0, 0, None, None)))
+    chunk = _vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size, single_method)
 
     def run_one_chunk(s, _index):
         return chunk(s, config, patches, record_patches)
