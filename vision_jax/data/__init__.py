@@ -7,6 +7,7 @@
 - :func:`extract_patches`, :func:`whiten`, :func:`disk_mask`, :func:`one_over_f_dictionary`:
   whitened patches for sparse coding.
 - :func:`load_dataset`: MNIST / CIFAR-10 through tensorflow-datasets when prepared locally.
+- :func:`make_tapestry`, :func:`random_walk_frames`, :func:`ribbon_frames`: digit tapestries and moving windows.
 """
 from vision_jax.data._natural import list_natural_images, load_digits, natural_images
 from vision_jax.data._patches import (
@@ -22,7 +23,7 @@ from vision_jax.data._patches import (
 from vision_jax.data._synthetic import dead_leaves, pink_noise
 from vision_jax.data._tfds import load_dataset
 
-# tapestries for invariance learning:
+from vision_jax.data.tapestry import make_tapestry, random_walk_frames, ribbon_frames, tapestry_period
 
 __all__ = [
     "list_natural_images",
@@ -39,4 +40,8 @@ __all__ = [
     "extract_patches",
     "one_over_f_dictionary",
     "load_dataset",
+    "make_tapestry",
+    "tapestry_period",
+    "random_walk_frames",
+    "ribbon_frames",
 ]

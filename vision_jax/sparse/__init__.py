@@ -21,6 +21,7 @@ from vision_jax.sparse._learn import (
 from vision_jax.sparse._mp import heh_quantile, matching_pursuit
 
 # invariance learning:
+from vision_jax.sparse import invariance  # noqa: E402
 
 __all__ = [
     "METHODS",
@@ -41,4 +42,5 @@ __all__ = [
     "learn_dictionary",
     "learn_dictionaries",
     "usage_entropy",
+    "invariance",
 ]

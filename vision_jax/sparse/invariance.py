@@ -1,0 +1,246 @@
+"""Temporal invariance learning: a multi-winner-take-all sparse layer feeding an invariant layer.
+
+One step on an input window ``v`` (``M`` values), with non-negative weights ``sw`` ``(N, M)`` and
+``iw`` ``(I, N)`` and the invariant output ``y`` ``(I,)`` (reset to 0 at each epoch start):
+
+  sparse layer   ``p = sw v``; keep the ``k`` largest entries (``s~``); ``r = sw^T s~``, ``e = v - r``;
+                 ``sw += xi * sw * s~ (e / max(r, prec))^T``; ``s = s~ / rowsum(sw)`` (updated weights)
+  invariant      ``y += alpha (iw s - y)``; ``q = iw^T y``; ``zeta_j = leta if s_j > 0 else seta``;
+                 ``iw += iw * y (zeta * (s - q) / max(q, prec))^T``;
+                 every ``renorm_every`` steps (from the epoch's first) ``iw <- c * iw / rowsum(iw)``.
+
+The step touches only what changes. Only the ``k`` winning rows of ``sw`` enter ``r`` and change;
+only ``k`` entries of ``s`` are non-zero. For a silent sparse unit ``j`` (``s_j = 0``) the
+invariant update reduces to ``iw_ij <- iw_ij (1 - seta y_i)`` (when ``q_j >= prec``), the same
+factor for every silent column: it is kept as a per-row scale ``g`` (``iw = g[:, None] * w``), so a
+step updates ``g`` and the ``k`` winning columns of ``w`` instead of all ``I x N`` weights. The
+scale is folded back into ``w`` at every renormalisation and every ``fold_every`` steps. The
+result equals the dense update up to rounding, except for silent units with ``q_j < prec``
+(only possible when the invariant output is ~0), which decay by ``1 - seta y_i`` instead of
+``1 - seta y_i q_j / prec``.
+
+API: :func:`init_params` (``sw``, ``iw``), :func:`step` (one ``lax.scan`` body over the carry
+:class:`Carry`), :func:`train` (epochs x frames as nested ``lax.scan``, jitted, vmappable over
+keys and hyperparameters), :func:`encode` (the trained network on a sequence, no learning) and
+analysis helpers.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from vision_jax._checks import check_array, check_int, check_positive
+
+__all__ = [
+    "InvarianceParams",
+    "InvarianceHyper",
+    "Carry",
+    "EpochStats",
+    "init_params",
+    "init_carry",
+    "step",
+    "train",
+    "encode",
+    "winner_persistence",
+    "slowness",
+    "coverage",
+    "dead_units",
+    "affinity_groups",
+    "invariant_error",
+]
+
+
+class InvarianceParams(NamedTuple):
+    sw: jax.Array  # (N, M) sparse prototypes, >= 0
+    iw: jax.Array  # (I, N) invariant weights, >= 0
+
+
+class InvarianceHyper(NamedTuple):
+    """Learning rates and constants (scalars, or stacked arrays under vmap)."""
+
+    xi: jax.Array | float = 0.008  # sparse learning rate
+    alpha: jax.Array | float = 1 / 3  # invariant moving-average rate
+    leta: jax.Array | float = 0.05  # invariant rate for active sparse units
+    seta: jax.Array | float = 0.0005  # invariant rate for silent sparse units
+    renorm_c: jax.Array | float = 9.0  # row sum of iw after renormalisation
+    prec: jax.Array | float = 1e-10
+
+
+class Carry(NamedTuple):
+    sw: jax.Array  # (N, M)
+    w: jax.Array  # (I, N) invariant weights without their row scale
+    g: jax.Array  # (I,) row scale: iw = g[:, None] * w
+    y: jax.Array  # (I,) invariant output
+    t: jax.Array  # () int32 step within the epoch
+
+
+class EpochStats(NamedTuple):
+    sparse_error: jax.Array  # sum ||e||^2 / sum ||v||^2 over the epoch
+    mean_invariant_output: jax.Array  # mean of y over the epoch
+
+
+def init_params(key, n_sparse: int = 900, n_inputs: int = 400, n_invariant: int = 100, *, sw_max=0.2, iw_max=0.1,
+                dtype=None) -> InvarianceParams:
+    """Uniform initial weights: ``sw ~ U[0, sw_max)`` ``(n_sparse, n_inputs)``, ``iw ~ U[0, iw_max)``."""
+    for name, v in (("n_sparse", n_sparse), ("n_inputs", n_inputs), ("n_invariant", n_invariant)):
+        check_int(name, v, min_value=1)
+    check_positive("sw_max", sw_max)
+    check_positive("iw_max", iw_max)
+    dtype = dtype or jnp.zeros(()).dtype  # float32, or float64 when x64 is enabled
+    k1, k2 = jax.random.split(key)
+    return InvarianceParams(jax.random.uniform(k1, (n_sparse, n_inputs), dtype, 0.0, sw_max),
+                            jax.random.uniform(k2, (n_invariant, n_sparse), dtype, 0.0, iw_max))
+
+
+def init_carry(params: InvarianceParams) -> Carry:
+    iw = params.iw
+    return Carry(params.sw, iw, jnp.ones(iw.shape[:1], iw.dtype), jnp.zeros(iw.shape[:1], iw.dtype), jnp.zeros((), jnp.int32))
+
+
+def params_of(carry: Carry) -> InvarianceParams:
+    """The dense weights of a carry."""
+    return InvarianceParams(carry.sw, carry.g[:, None] * carry.w)
+
+
+def _fold(carry: Carry, renorm_c, renorm: bool) -> Carry:
+    iw = carry.g[:, None] * carry.w
+    if renorm:
+        iw = renorm_c * iw / jnp.sum(iw, axis=1, keepdims=True)
+    return carry._replace(w=iw, g=jnp.ones_like(carry.g))
+
+
+def step(carry: Carry, v: jax.Array, hyper: InvarianceHyper, *, k: int, renorm_every: int | None, fold_every: int = 1024):
+    """One learning step on the window ``v`` ``(M,)``; returns ``(carry, (||e||^2, ||v||^2, mean(y)))``."""
+    dtype = v.dtype
+    xi, alpha, leta, seta, c, prec = (jnp.asarray(h, dtype) for h in hyper)
+    sw, w, g, y, t = carry
+    # sparse layer: k winners
+    p = sw @ v
+    vals, idx = lax.top_k(p, k)
+    rows = sw[idx]  # (k, M)
+    r = vals @ rows
+    e = v - r
+    rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
+    sw = sw.at[idx].set(rows)
+    s_w = vals / jnp.sum(rows, axis=1)  # the k non-zero entries of s
+    # invariant layer on the k winning columns; silent columns through the row scale g
+    cols = w[:, idx] * g[:, None]  # (I, k) dense iw columns
+    y = y + alpha * (cols @ s_w - y)
+    q_w = cols.T @ y
+    decay = 1 - seta * y
+    zeta = jnp.where(s_w > 0, leta, seta)
+    new_cols = cols * (1 + y[:, None] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[None, :])
+    g = g * decay
+    w = w.at[:, idx].set(new_cols / g[:, None])
+    carry = Carry(sw, w, g, y, t + 1)
+    if renorm_every is not None:
+        carry = lax.cond(t % renorm_every == 0, lambda cr: _fold(cr, c, True), lambda cr: cr, carry)
+    carry = lax.cond((t + 1) % fold_every == 0, lambda cr: _fold(cr, c, False), lambda cr: cr, carry)
+    return carry, (jnp.sum(e**2), jnp.sum(v**2), jnp.mean(y))
+
+
+def _check_train(params, frames, k):
+    sw = check_array("params.sw", params.sw, ndim=2)
+    iw = check_array("params.iw", params.iw, ndim=2)
+    frames = check_array("frames", frames, ndim=2)
+    if iw.shape[1] != sw.shape[0]:
+        raise ValueError(f"params.iw: expected {sw.shape[0]} columns (one per sparse unit), got shape {tuple(iw.shape)}")
+    if frames.shape[1] != sw.shape[1]:
+        raise ValueError(f"frames: expected windows of {sw.shape[1]} values to match params.sw, got shape {tuple(frames.shape)}")
+    if frames.dtype != sw.dtype:
+        raise TypeError(f"frames: expected dtype {sw.dtype} like the weights, got {frames.dtype}")
+    k = check_int("k", k, min_value=1)
+    if k > sw.shape[0]:
+        raise ValueError(f"k: expected at most the {sw.shape[0]} sparse units, got {k}")
+    return frames, k
+
+
+def _check_hyper(hyper: InvarianceHyper):
+    for name, value in zip(hyper._fields, hyper):
+        check_positive(f"hyper.{name}", value)
+
+
+@partial(jax.jit, static_argnames=("k", "n_epochs", "renorm_every"))
+def _train(params, frames, hyper, k, n_epochs, renorm_every):
+    def epoch(carry, _):
+        carry = carry._replace(y=jnp.zeros_like(carry.y), t=jnp.zeros_like(carry.t))
+        carry, (e2, v2, ym) = lax.scan(lambda cr, v: step(cr, v, hyper, k=k, renorm_every=renorm_every), carry, frames)
+        return carry, EpochStats(jnp.sum(e2) / jnp.sum(v2), jnp.mean(ym))
+
+    carry, stats = lax.scan(epoch, init_carry(params), None, length=n_epochs)
+    return params_of(carry), stats
+
+
+def train(params: InvarianceParams, frames, hyper: InvarianceHyper = InvarianceHyper(), *, k: int = 4, n_epochs: int = 1,
+          renorm_every: int | None = 2000):
+    """Train on ``frames`` ``(T, M)`` for ``n_epochs`` passes (the same frames each epoch).
+
+    Returns:
+      ``(params, stats)``: the trained weights and :class:`EpochStats` with leaves ``(n_epochs,)``.
+    """
+    frames, k = _check_train(params, frames, k)
+    _check_hyper(hyper)
+    n_epochs = check_int("n_epochs", n_epochs, min_value=1)
+    if renorm_every is not None:
+        renorm_every = check_int("renorm_every", renorm_every, min_value=1)
+    return _train(params, frames, hyper, k, n_epochs, renorm_every)
+
+
+@partial(jax.jit, static_argnames=("k",))
+def encode(params: InvarianceParams, frames, *, k: int = 4, alpha=1 / 3):
+    """The trained network on a sequence, without learning.
+
+    Returns:
+      ``(s, u, y)``: sparse codes ``(T, N)`` (``k`` winners each, divided by the row sums of
+      ``sw``), invariant drive ``u = iw s`` ``(T, I)`` and the moving average ``y`` ``(T, I)``.
+    """
+    p = frames @ params.sw.T
+    vals, idx = lax.top_k(p, k)
+    rowsum = jnp.sum(params.sw, axis=1)
+    s = jnp.zeros_like(p).at[jnp.arange(p.shape[0])[:, None], idx].set(vals / rowsum[idx])
+    u = s @ params.iw.T
+
+    def ema(y, ut):
+        y = y + alpha * (ut - y)
+        return y, y
+
+    _, y = lax.scan(ema, jnp.zeros_like(u[0]), u)
+    return s, u, y
+
+
+def winner_persistence(codes) -> jax.Array:
+    """Fraction of consecutive frames whose strongest unit is the same (codes ``(T, n)``)."""
+    winners = jnp.argmax(codes, axis=1)
+    return jnp.mean((winners[1:] == winners[:-1]).astype(codes.dtype))
+
+
+def slowness(codes) -> jax.Array:
+    """``<(x_t - x_{t-1})^2> / var(x)`` averaged over units (lower is slower)."""
+    diff = jnp.mean(jnp.diff(codes, axis=0) ** 2, axis=0)
+    var = jnp.var(codes, axis=0)
+    return jnp.mean(jnp.where(var > 0, diff / jnp.where(var > 0, var, 1), 0))
+
+
+def coverage(params: InvarianceParams) -> jax.Array:
+    """How much invariant weight each sparse unit receives: ``iw.sum(0)`` ``(N,)``."""
+    return jnp.sum(params.iw, axis=0)
+
+
+def dead_units(sparse_codes) -> jax.Array:
+    """Number of sparse units never among the winners in ``sparse_codes`` ``(T, N)``."""
+    return jnp.sum(jnp.all(sparse_codes == 0, axis=0))
+
+
+def affinity_groups(params: InvarianceParams, n_top: int = 8) -> jax.Array:
+    """Indices ``(I, n_top)`` of the sparse units each invariant unit weights most."""
+    return lax.top_k(params.iw, n_top)[1]
+
+
+def invariant_error(params: InvarianceParams, s, y) -> jax.Array:
+    """``sum_t ||s_t - iw^T y_t||^2 / sum_t ||s_t||^2`` for codes from :func:`encode`."""
+    q = y @ params.iw
+    return jnp.sum((s - q) ** 2) / jnp.sum(s**2)
