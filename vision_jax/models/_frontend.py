@@ -136,9 +136,10 @@ def _arr(v, n=None):
 
 def _cs_filter(p: dict, kernel_size: int, on_center) -> jax.Array:
     sign = jnp.asarray([1.0 if c else -1.0 for c in on_center], p["center_std"].dtype)[:, None, None]
+    ratio = jnp.reshape(p["amplitude_ratio"], (1, 1, 1))
     center = circular_gaussian(kernel_size, p["center_std"])
     surround = circular_gaussian(kernel_size, p["surround_std"])
-    return p["amplitude_ratio"] * sign * (center - surround)
+    return ratio * sign * (center - surround)
 
 
 def gaussian(kernel_size: int = 31, *, std=3.0, pad_mode: str = "reflect") -> Model:
@@ -195,10 +196,10 @@ def _front_end(name, kernel_size, pad_mode, pretrained, defaults, on_center, sta
         y = _filter(images, _cs_filter(params["center_surround"], kernel_size, on_center), pad_mode)
         if "luminance" in stages:
             lum = _filter(images, circular_gaussian(kernel_size, jnp.abs(params["luminance"]["std"])), pad_mode)
-            y = y / (1 + params["luminance_scalar"] * lum)
+            y = y / (1 + params["luminance_scalar"][None, None, None, :] * lum)
         if "contrast" in stages:
             con = jnp.sqrt(_filter(y**2, circular_gaussian(kernel_size, jnp.abs(params["contrast"]["std"])), pad_mode)) + 1e-6
-            y = y / (1 + params["contrast_scalar"] * con)
+            y = y / (1 + params["contrast_scalar"][None, None, None, :] * con)
         y = jax.nn.softplus(y)
         if apply_mask:
             y = y * jnp.asarray(raised_cosine_disk(images.shape[1:3]), y.dtype)[None, :, :, None]

@@ -1,0 +1,115 @@
+"""Synthesis speed and accuracy: vision_jax vs plenoptic, side by side in one process.
+
+python benchmarks/bench_synthesis.py [--iters 200] [--eigen-size 64]
+Metamers: plenoptic's einstein (256x256), pretrained CenterSurround / LuminanceGainControl with
+31x31 kernels and reflect padding, Adam(0.01, amsgrad), a fixed number of iterations from the same
+initial image. Eigendistortions (top + bottom) on a downsampled einstein: plenoptic's power
+method vs vision_jax's Lanczos, both checked against the exact eigenvalues (float64).
+Needs the reference extra: pip install torch==2.13.0 && pip install -e ".[reference]".
+"""
+import argparse
+import os
+import time
+import warnings
+
+from _timing import pin_threads, print_table
+
+pin_threads(1)
+os.environ.setdefault("TQDM_DISABLE", "1")  # plenoptic's progress bars
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import plenoptic as po  # noqa: E402
+import torch  # noqa: E402
+
+from vision_jax import models, synthesis  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def po_model(name):
+    cls = {"CenterSurround": po.models.CenterSurround, "LuminanceGainControl": po.models.LuminanceGainControl}[name]
+    m = cls(31, cache_filt=True) if name == "CenterSurround" else cls(31, pretrained=True, cache_filt=True)
+    m.eval()
+    po.remove_grad(m)
+    return m
+
+
+def our_model(name):
+    return models.center_surround(31) if name == "CenterSurround" else models.luminance_gain_control(31, pretrained=True)
+
+
+def metamer_rows(iters):
+    img = po.data.einstein().to(torch.float32)
+    rows = []
+    for name in ("CenterSurround", "LuminanceGainControl"):
+        torch.manual_seed(0)
+        init = torch.rand_like(img)
+        met = po.Metamer(img, po_model(name))
+        met.setup(initial_image=init.clone())
+        start = time.perf_counter()
+        met.synthesize(max_iter=iters, stop_criterion=0)
+        t_po = time.perf_counter() - start
+        ours = our_model(name)
+        params = ours.init()
+        fn = jax.jit(lambda x, ours=ours, params=params: ours.apply(params, x))
+        target = jnp.asarray(img.numpy().transpose(0, 2, 3, 1))
+        x0 = jnp.asarray(init.numpy().transpose(0, 2, 3, 1))
+        kwargs = dict(initial=x0, max_iter=iters, stop_criterion=0.0, chunk_size=iters, show_progress=False)
+        synthesis.metamer(fn, target, **kwargs)  # compile
+        start = time.perf_counter()
+        res = synthesis.metamer(fn, target, **kwargs)
+        jax.block_until_ready(res.metamers)
+        t_ours = time.perf_counter() - start
+        rows.append([name, iters / t_po, iters / t_ours, f"{t_po / t_ours:.0f}x", float(met.losses[-1]), float(res.losses[0, -1])])
+    return rows
+
+
+def eigen_rows(size):
+    jax.config.update("jax_enable_x64", True)
+    img = po.process.blur_downsample(po.data.einstein().to(torch.float64), n_scales=int(np.log2(256 // size)))
+    rows = []
+    for name in ("CenterSurround", "LuminanceGainControl"):
+        m = po_model(name).to(torch.float64)
+        ed = po.Eigendistortion(img, m)
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ed.synthesize(method="power", max_iter=1000)
+        t_po = time.perf_counter() - start
+        po_lam = ed.eigenvalues.detach().numpy()
+        ours = our_model(name)
+        params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), ours.init())
+        fn = lambda x, ours=ours, params=params: ours.apply(params, x)  # noqa: E731
+        x = jnp.asarray(img.numpy()[0].transpose(1, 2, 0))
+        exact = synthesis.eigendistortion(fn, x, method="exact")
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lz = synthesis.eigendistortion(fn, x, method="lanczos", max_iter=min(800, size * size), tol=1e-6)
+        jax.block_until_ready(lz.eigenvalues)
+        t_ours = time.perf_counter() - start
+        ex = np.asarray(exact.eigenvalues)
+        rows.append([name, f"{size}x{size}", t_po, t_ours, f"{t_po / t_ours:.0f}x", f"{ex[0]:.6g} / {ex[1]:.3g}",
+                     f"{po_lam[0]:.6g} / {po_lam[-1]:.3g}", f"{float(lz.eigenvalues[0]):.6g} / {float(lz.eigenvalues[1]):.3g}"])
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--eigen-size", type=int, default=64)
+    args = parser.parse_args()
+    print(f"metamers, einstein 256x256, 31x31 kernels, reflect padding, {args.iters} iterations (float32, CPU)")
+    print_table(["model", "plenoptic it/s", "vision_jax it/s", "speed-up", "plenoptic final loss", "vision_jax final loss"],
+                metamer_rows(args.iters))
+    if args.eigen_size <= 0:
+        return
+    print()
+    print("eigendistortions top + bottom (float64): plenoptic power (max_iter 1000) vs vision_jax Lanczos; lambda_max / lambda_min")
+    print_table(["model", "image", "plenoptic s", "vision_jax s", "speed-up", "exact", "plenoptic", "vision_jax"], eigen_rows(args.eigen_size))
+
+
+if __name__ == "__main__":
+    main()

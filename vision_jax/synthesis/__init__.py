@@ -1,0 +1,9 @@
+"""Model-based synthesis for any pure model function ``f(images) -> representation``.
+
+- :func:`metamer`: images with the same representation as a target (jax.grad + optax).
+- :func:`eigendistortion`: the most and least noticeable distortions (eigenvectors of J^T J).
+"""
+from vision_jax.synthesis._eigen import EigenResult, eigendistortion, fisher_product
+from vision_jax.synthesis._metamer import MetamerResult, MetamerState, adam_amsgrad, metamer, range_penalty
+
+__all__ = ["metamer", "MetamerResult", "MetamerState", "range_penalty", "adam_amsgrad", "eigendistortion", "EigenResult", "fisher_product"]
