@@ -9,6 +9,7 @@ TINY = {
     "demo": ["--n-patches", "64"],
     "homeostasis": ["--n-iter", "32", "--n-seeds", "1", "--methods", "None", "HEH"],
     "invariance": ["--epochs", "1", "--frames", "600", "--n-seeds", "2"],
+    "lgn-metamers": ["--iters", "20", "--eigen-size", "32", "--eigen-steps", "20"],
 }
 
 

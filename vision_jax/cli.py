@@ -24,7 +24,7 @@ def discover() -> dict:
             continue
         module = importlib.import_module(f"{pkg.__name__}.{info.name}")
         if all(hasattr(module, a) for a in ("DESCRIPTION", "add_arguments", "run")):
-            found[info.name] = module
+            found[info.name.replace("_", "-")] = module
     return found
 
 
