@@ -127,3 +127,16 @@ def test_eigendistortion_bad_input(cs, image):
         synthesis.eigendistortion(cs, jnp.stack([image, image]))
     with pytest.raises(ValueError, match="model_fn: returned non-finite"):
         synthesis.eigendistortion(lambda x: jnp.log(x - 2.0), image)
+
+
+def test_randomized_svd_top_agrees_with_exact(x64):
+    img = jnp.asarray(data.natural_images(names="camera")[0][::32, ::32][:12, :12, None], jnp.float64)
+    model = models.luminance_gain_control(5, luminance_scalar=3.0)
+    params = jax.tree.map(lambda p: p.astype(jnp.float64), model.init())
+    fn = lambda x: model.apply(params, x)  # noqa: E731
+    exact = synthesis.eigendistortion(fn, img, method="exact", k=2)
+    rs = synthesis.eigendistortion(fn, img, method="randomized_svd", k=2, max_iter=40, tol=1e-8)
+    assert rs.eigendistortions.shape == (2, 12, 12, 1) and rs.converged[0]
+    np.testing.assert_allclose(np.asarray(rs.eigenvalues), np.asarray(exact.eigenvalues[:2]), rtol=1e-6)
+    overlap = np.abs(np.sum(np.asarray(exact.eigendistortions[0]) * np.asarray(rs.eigendistortions[0])))
+    assert overlap > 1 - 1e-6

@@ -2,8 +2,10 @@
 
 - :func:`metamer`: images with the same representation as a target (jax.grad + optax).
 - :func:`eigendistortion`: the most and least noticeable distortions (eigenvectors of J^T J).
+- :func:`mad_competition`: images that push one metric to its extreme while holding another fixed.
 """
 from vision_jax.synthesis._eigen import EigenResult, eigendistortion, fisher_product
+from vision_jax.synthesis._mad import MADResult, mad_competition
 from vision_jax.synthesis._metamer import MetamerResult, MetamerState, adam_amsgrad, metamer, range_penalty
 
-__all__ = ["metamer", "MetamerResult", "MetamerState", "range_penalty", "adam_amsgrad", "eigendistortion", "EigenResult", "fisher_product"]
+__all__ = ["metamer", "MetamerResult", "MetamerState", "range_penalty", "adam_amsgrad", "eigendistortion", "EigenResult", "fisher_product", "mad_competition", "MADResult"]

@@ -11,7 +11,10 @@ Methods:
     unconverged (the bottom of ``F`` converges slowly when many eigenvalues sit near 0);
   - ``"lanczos"``: Lanczos with full reorthogonalisation over ``max_iter`` steps, both ends from
     the same Krylov space (far fewer products than power for the bottom);
-  - ``"exact"``: the full Jacobian and ``eigh(J^T J)`` (small images only).
+  - ``"exact"``: the full Jacobian and ``eigh(J^T J)`` (small images only);
+  - ``"randomized_svd"``: top ``k`` only (as in plenoptic): a randomized range finder with
+    ``k + 10`` vectors and ``max_iter`` power (subspace) iterations, then the Rayleigh-Ritz
+    eigenpairs; the bottom of ``J^T J`` is out of its reach.
 """
 from __future__ import annotations
 
@@ -85,15 +88,22 @@ def _lanczos(fv, n, m, key, dtype):
         a = jnp.dot(w, Q[j])
         w = w - a * Q[j] - jnp.where(j > 0, beta[j - 1], 0) * Q[jnp.maximum(j - 1, 0)]
         mask = (jnp.arange(m + 1) <= j).astype(dtype)
-        w = w - (Q.T @ (mask * (Q @ w)))  # full reorthogonalisation against the basis so far
+
+        def orthogonalise(u):  # against the basis so far; (c @ Q), not Q.T @ c, avoids a transposed copy
+            return u - (mask * (Q @ u)) @ Q
+
+        w = orthogonalise(w)
         b = jnp.linalg.norm(w)
         # An invariant subspace is exhausted (e.g. F has low rank): restart from a new random
         # direction orthogonal to the basis, with a zero coupling (T becomes block diagonal).
         scale = jnp.maximum(jnp.max(jnp.abs(alpha)), jnp.abs(a))
         breakdown = b <= 100 * jnp.finfo(dtype).eps * jnp.maximum(scale, jnp.finfo(dtype).tiny)
-        r = jax.random.normal(jax.random.fold_in(key, j), (n,), dtype)
-        r = r - Q.T @ (mask * (Q @ r))
-        q_next = jnp.where(breakdown, r / jnp.linalg.norm(r), w / jnp.where(breakdown, 1, b))
+
+        def restart():
+            r = orthogonalise(jax.random.normal(jax.random.fold_in(key, j), (n,), dtype))
+            return r / jnp.linalg.norm(r)
+
+        q_next = lax.cond(breakdown, restart, lambda: w / b)
         Q = Q.at[j + 1].set(q_next)
         return Q, alpha.at[j].set(a), beta.at[j].set(jnp.where(breakdown, 0, b))
 
@@ -104,6 +114,21 @@ def _lanczos(fv, n, m, key, dtype):
     return theta, Q[:m].T @ S, residual
 
 
+def _randomized(fv, n, k, key, n_power, dtype):
+    mat = jax.vmap(fv, in_axes=1, out_axes=1)
+    q, _ = jnp.linalg.qr(mat(jax.random.normal(key, (n, min(k + 10, n)), dtype)))
+
+    def body(_, q):
+        return jnp.linalg.qr(mat(q))[0]
+
+    q = lax.fori_loop(0, n_power, body, q)
+    fq = mat(q)
+    theta, s = jnp.linalg.eigh(q.T @ fq)
+    vecs = q @ s
+    residual = jnp.linalg.norm(fq @ s - vecs * theta[None], axis=0)
+    return theta[::-1][:k], vecs[:, ::-1][:, :k], residual[::-1][:k]
+
+
 def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int = 1, max_iter: int = 1000, tol=1e-7,
                     key=None) -> EigenResult:
     """Top-``k`` and bottom-``k`` eigendistortions of ``model_fn`` at ``image``.
@@ -111,9 +136,10 @@ def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int 
     Args:
       model_fn: pure function of an NHWC batch ``(1, H, W, C)``.
       image: ``(H, W, C)`` (or ``(1, H, W, C)``); vmap this function for a batch of images.
-      method: ``"power"``, ``"lanczos"`` or ``"exact"``.
+      method: ``"power"``, ``"lanczos"``, ``"exact"`` or ``"randomized_svd"`` (top ``k`` only:
+        the result then holds ``k`` eigenpairs, not ``2 k``).
       k: eigenvectors at each end.
-      max_iter: power iterations per end, or Lanczos steps.
+      max_iter: power iterations per end, Lanczos steps, or randomized subspace iterations.
       tol: relative tolerance (power: change of the eigenvalues; lanczos: Ritz residual
         relative to the largest eigenvalue).
       key: PRNG key of the starting vectors (default ``jax.random.key(0)``).
@@ -123,7 +149,7 @@ def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int 
         if image.shape[0] != 1:
             raise ValueError(f"image: expected one image (vmap for a batch), got shape {tuple(image.shape)}")
         image = image[0]
-    check_choice("method", method, ("power", "lanczos", "exact"))
+    check_choice("method", method, ("power", "lanczos", "exact", "randomized_svd"))
     k = check_int("k", k, min_value=1)
     max_iter = check_int("max_iter", max_iter, min_value=1)
     check_positive("tol", tol)
@@ -151,6 +177,14 @@ def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int 
 
     fv = fisher_product(model_fn, image)
     k_top, k_bot = jax.random.split(key)
+    if method == "randomized_svd":
+        lam, vecs, residual = jax.jit(lambda kk: _randomized(fv, n, k, kk, max_iter, dtype))(k_top)
+        ok = bool(jnp.all(residual <= tol * jnp.maximum(lam[0], jnp.finfo(dtype).tiny)))
+        if not ok:
+            warnings.warn(f"eigendistortion: the top eigenvalue(s) did not converge to relative tolerance {tol} "
+                          f"in {max_iter} iterations (randomized_svd); raise max_iter", stacklevel=2)
+        vecs = vecs / jnp.linalg.norm(vecs, axis=0, keepdims=True)
+        return EigenResult(lam, vecs.T.reshape((k,) + shape), (max_iter, 0), (ok, False))
     if method == "power":
         run = jax.jit(lambda kk, shift: _power(fv, n, k, kk, shift, max_iter, tol, dtype))
         lam_top, v_top, it_top, ok_top = run(k_top, jnp.asarray(0, dtype))

@@ -90,11 +90,20 @@ _DEFAULT_OPTIMIZER = adam_amsgrad(0.01)
 @lru_cache(maxsize=16)
 def _compiled_chunk(model_fn, optimizer, penalty_lambda, allowed_range, stop_iters_to_check, stop_criterion, store_every, n_store):
     """The vmapped, jitted chunk of iterations for one model and setting (cached across calls)."""
-    optimizer = optax.with_extra_args_support(optimizer)
 
     def loss_fn(x, rep):
         out = model_fn(x[None])
         return jnp.mean((out - rep) ** 2) + penalty_lambda * range_penalty(x, allowed_range)
+
+    return descent_chunk(loss_fn, optimizer, stop_iters_to_check, stop_criterion, store_every, n_store)
+
+
+def descent_chunk(loss_fn, optimizer, stop_iters_to_check, stop_criterion, store_every, n_store):
+    """``run(state, aux, end)``: vmapped, jitted iterations of ``loss_fn(x, aux)`` up to ``end``.
+
+    Each batch element stops on its own by plenoptic's rule; shared by metamers and MAD.
+    """
+    optimizer = optax.with_extra_args_support(optimizer)
 
     def one_chunk(s: MetamerState, rep, end):
         def cond(c):
@@ -211,22 +220,29 @@ def metamer(
 
     run = _compiled_chunk(model_fn, optimizer, float(penalty_lambda), (float(lo), float(hi)), stop_iters_to_check,
                           float(stop_criterion), store_every, n_store)
+    state = drive_chunks(run, state, target_rep, max_iter=max_iter, chunk_size=chunk_size, store_every=store_every,
+                         show_progress=show_progress, desc="metamer")
+    return MetamerResult(state.image, state.losses, state.n_iter, state.stored, state)
+
+
+def drive_chunks(run, state: MetamerState, aux, *, max_iter, chunk_size, store_every, show_progress, desc):
+    """Run compiled chunks up to ``max_iter`` with a progress bar; raise on a non-finite loss."""
     from vision_jax.runner import progress
 
     start = int(jnp.min(state.n_iter))
-    with progress(total=max_iter, desc="metamer", disable=None if show_progress is None else not show_progress) as bar:
+    with progress(total=max_iter, desc=desc, disable=None if show_progress is None else not show_progress) as bar:
         bar.update(start)
         for end in range(min(start + chunk_size, max_iter), max_iter + chunk_size, chunk_size):
             end = min(end, max_iter)
             if store_every is not None and bool(jnp.any(state.n_iter == 0)):
                 state = state._replace(stored=state.stored.at[:, 0].set(state.image))
-            state = run(state, target_rep, jnp.asarray(end, jnp.int32))
+            state = run(state, aux, jnp.asarray(end, jnp.int32))
             bar.update(end - bar.n)
             last = np.asarray(state.losses)[np.arange(state.losses.shape[0]), np.maximum(np.asarray(state.n_iter) - 1, 0)]
             if not np.all(np.isfinite(last)):
                 bad = int(np.flatnonzero(~np.isfinite(last))[0])
-                raise ValueError(f"model_fn: the loss of metamer {bad} became non-finite at iteration "
+                raise ValueError(f"model_fn: the loss of {desc} {bad} became non-finite at iteration "
                                  f"{int(state.n_iter[bad])}; the model returned NaN/inf (try a smaller learning rate)")
             if bool(jnp.all(state.done)) or end >= max_iter:
                 break
-    return MetamerResult(state.image, state.losses, state.n_iter, state.stored, state)
+    return state
