@@ -1,4 +1,7 @@
 """Figures draw with Agg, save to PNG, apply value ranges, and reject bad input."""
+import shutil
+
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
@@ -80,6 +83,30 @@ def test_gif_animation(tmp_path):
         assert im.n_frames == 7 and im.size == (20, 24)
 
 
+def test_jax_arrays_including_bfloat16(batch, tmp_path):
+    fig = plot.imshow(jnp.asarray(batch[:2], dtype=jnp.bfloat16))
+    as_f32 = np.asarray(jnp.asarray(batch[:2], dtype=jnp.bfloat16).astype(jnp.float32))
+    np.testing.assert_allclose(_clims(fig)[0], (as_f32.min(), as_f32.max()))
+    plot.curves({"loss": jnp.linspace(1.0, 0.1, 20)}, logy=True)
+    plot.tiles(jnp.asarray(batch[:4]))
+    plot.histograms({"x": jnp.asarray(batch)})
+    path = plot.save_animation(jnp.asarray(batch)[..., None], tmp_path / "jax.gif")
+    with Image.open(path) as im:
+        assert im.n_frames == 5
+
+
+def test_mp4_without_ffmpeg_says_so(monkeypatch, tmp_path):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="ffmpeg"):
+        plot.save_animation(np.zeros((2, 4, 4)), tmp_path / "m.mp4")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_mp4_with_ffmpeg(tmp_path):
+    path = plot.save_animation(np.random.default_rng(4).uniform(size=(6, 15, 17)), tmp_path / "m.mp4", fps=6)
+    assert path.stat().st_size > 0
+
+
 @pytest.mark.parametrize(
     "call, exc, words",
     [
@@ -95,6 +122,15 @@ def test_gif_animation(tmp_path):
         (lambda: plot.save_animation(np.zeros((4, 4)), "m.gif"), ValueError, ["frames", "(T, H, W)"]),
         (lambda: plot.save_animation(np.zeros((2, 4, 4)), "m.avi"), ValueError, ["path", ".gif"]),
         (lambda: plot.save_animation(np.full((2, 4, 4), np.nan), "m.gif"), ValueError, ["frames", "finite"]),
+        (lambda: plot.save_animation(np.zeros((2, 4, 4)), "m.gif", fps=0), ValueError, ["fps", "positive"]),
+        (lambda: plot.save_animation(np.zeros((2, 4, 4)), "m.gif", vrange="indep"), ValueError, ["vrange", "auto"]),
+        (lambda: plot.save_animation(np.zeros((2, 4, 4)), "m.gif", scale=0), ValueError, ["scale", ">= 1"]),
+        (lambda: plot.imshow(np.zeros((4, 4)), col_wrap=0), ValueError, ["col_wrap", ">= 1"]),
+        (lambda: plot.imshow(np.zeros((4, 4)), zoom=-1), ValueError, ["zoom", "positive"]),
+        (lambda: plot.imshow(np.array(["a", "b"])), TypeError, ["images", "dtype"]),
+        (lambda: plot.tiles(np.zeros((3, 12)), patch_shape=(3, 5)), ValueError, ["patch_shape", "12"]),
+        (lambda: plot.histograms({"a": np.zeros(3)}, bins=0), ValueError, ["bins", ">= 1"]),
+        (lambda: plot.histograms({"a": np.full(3, np.nan)}), ValueError, ["values", "finite"]),
     ],
 )
 def test_bad_input_names_the_argument(call, exc, words):

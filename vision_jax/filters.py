@@ -179,11 +179,18 @@ def convolve2d_nhwc(x, kernel, *, padding: str = "reflect", method: str = "auto"
     return jnp.moveaxis(y, 1, -1)
 
 
+# Blurs wider than this many taps go through the FFT: an unrolled sum of more shifted slices
+# compiles slowly (inside lax.scan and under grad) and runs no faster.
+_BLUR_SHIFT_ADD_MAX_TAPS = 13
+
+
 @partial(jax.jit, static_argnames=("padding", "radius"))
 def _gaussian_blur(x, sigma, padding: str, radius: int):
     taps = jnp.arange(-radius, radius + 1, dtype=x.dtype)
     g = jnp.exp(-0.5 * (taps / sigma) ** 2)
     g = g / jnp.sum(g)
+    if 2 * radius + 1 > _BLUR_SHIFT_ADD_MAX_TAPS:
+        return _convolve2d(x, g[:, None] * g[None, :], padding, "fft")
     H, W = x.shape[-2:]
     xp = pad2d(x, (radius, radius), (radius, radius), padding)
     # Two 1-D passes as fused sums of shifted slices (the Gaussian is symmetric: no flip needed).

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+from vision_jax._checks import check_choice, check_int, check_positive
+
 __all__ = ["imshow", "tiles", "curves", "histograms", "save_animation"]
 
 
@@ -23,6 +25,16 @@ def _figure(n_rows: int, n_cols: int, cell: float, *, squeeze: bool = False):
     return fig, np.atleast_1d(axes).ravel()
 
 
+def _numpy(name: str, x) -> np.ndarray:
+    """numpy view of a numpy/JAX array; dtypes numpy cannot compute with (bfloat16) become float32."""
+    arr = np.asarray(x)
+    if arr.dtype.kind == "V":
+        arr = arr.astype(np.float32)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    return arr
+
+
 def _as_image_list(images) -> list[np.ndarray]:
     """A single (H, W) / (H, W, 3) image, a batch (N, H, W[, C]) or a list -> list of images.
 
@@ -30,9 +42,9 @@ def _as_image_list(images) -> list[np.ndarray]:
     colour image; any other 3-D array as a batch of grey images.
     """
     if isinstance(images, (list, tuple)):
-        out = [np.asarray(im) for im in images]
+        out = [_numpy(f"images[{i}]", im) for i, im in enumerate(images)]
     else:
-        arr = np.asarray(images)
+        arr = _numpy("images", images)
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4):
             out = [arr]
         elif arr.ndim in (3, 4):
@@ -46,9 +58,19 @@ def _as_image_list(images) -> list[np.ndarray]:
             out[i] = im = im[..., 0]
         if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[-1] not in (3, 4)):
             raise ValueError(f"images[{i}]: expected (H, W) or (H, W, 3), got shape {im.shape}")
-        if not np.issubdtype(im.dtype, np.number) and im.dtype != bool:
-            raise TypeError(f"images[{i}]: expected numbers, got dtype {im.dtype}")
     return out
+
+
+def _check_vrange(vrange, names: tuple[str, ...]):
+    if isinstance(vrange, str):
+        return check_choice("vrange", vrange, names)
+    try:
+        lo, hi = (float(v) for v in vrange)
+    except (TypeError, ValueError):
+        raise ValueError(f"vrange: expected one of {list(names)} or (lo, hi), got {vrange!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"vrange: expected finite (lo, hi) with lo < hi, got {vrange!r}")
+    return lo, hi
 
 
 def imshow(
@@ -77,13 +99,9 @@ def imshow(
     n = len(ims)
     if titles is not None and len(titles) != n:
         raise ValueError(f"titles: expected {n} titles (one per image), got {len(titles)}")
-    if isinstance(vrange, str):
-        if vrange not in ("auto", "indep", "sym"):
-            raise ValueError(f"vrange: expected 'auto', 'indep', 'sym' or (lo, hi), got {vrange!r}")
-    else:
-        if len(vrange) != 2 or not vrange[0] < vrange[1]:
-            raise ValueError(f"vrange: expected (lo, hi) with lo < hi, got {vrange!r}")
-    cols = min(n, 8) if col_wrap is None else max(1, int(col_wrap))
+    vrange = _check_vrange(vrange, ("auto", "indep", "sym"))
+    check_positive("zoom", zoom)
+    cols = min(n, 8) if col_wrap is None else check_int("col_wrap", col_wrap, min_value=1)
     rows = math.ceil(n / cols)
     fig, axes = _figure(rows, cols, 2.5 * zoom)
     lo_all = min(float(np.nanmin(im)) for im in ims)
@@ -101,7 +119,7 @@ def imshow(
             m = max(abs(lo_all), abs(hi_all))
             lo, hi = -m, m
         else:
-            lo, hi = map(float, vrange)
+            lo, hi = vrange
         if hi <= lo:
             hi = lo + 1e-12
         if im.ndim == 3:
@@ -146,7 +164,12 @@ def tiles(
       n_cols: tiles per row (default about sqrt(N)).
       max_atoms: show at most this many atoms.
     """
-    d = np.asarray(dictionary, np.float64)
+    d = _numpy("dictionary", dictionary).astype(np.float64)
+    check_positive("zoom", zoom)
+    if n_cols is not None:
+        n_cols = check_int("n_cols", n_cols, min_value=1)
+    if max_atoms is not None:
+        max_atoms = check_int("max_atoms", max_atoms, min_value=1)
     if d.ndim == 4:
         kh, kw, cin, cout = d.shape
         d = np.moveaxis(d, -1, 0)
@@ -158,7 +181,7 @@ def tiles(
             if side * side != m:
                 raise ValueError(f"patch_shape: rows of length {m} are not square; pass patch_shape=(h, w)")
             patch_shape = (side, side)
-        if patch_shape[0] * patch_shape[1] != m:
+        if len(patch_shape) != 2 or patch_shape[0] * patch_shape[1] != m:
             raise ValueError(f"patch_shape: expected h * w == {m}, got {tuple(patch_shape)}")
         d = d.reshape((n,) + tuple(patch_shape))
     elif d.ndim != 3:
@@ -210,10 +233,10 @@ def curves(
         raise ValueError("ys: expected a non-empty dict label -> (T,) or (runs, T) array")
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, y in ys.items():
-        y = np.asarray(y, np.float64)
+        y = _numpy(f"ys[{label!r}]", y).astype(np.float64)
         if y.ndim not in (1, 2):
             raise ValueError(f"ys[{label!r}]: expected (T,) or (runs, T), got shape {y.shape}")
-        t = np.arange(y.shape[-1]) if x is None else np.asarray(x)
+        t = np.arange(y.shape[-1]) if x is None else _numpy("x", x)
         if t.shape != (y.shape[-1],):
             raise ValueError(f"x: expected shape ({y.shape[-1]},) to match ys[{label!r}], got {t.shape}")
         if y.ndim == 2:
@@ -242,9 +265,12 @@ def histograms(values: dict, *, bins: int = 30, xlabel: str = "", title: str | N
 
     if not isinstance(values, dict) or not values:
         raise ValueError("values: expected a non-empty dict label -> array")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    flat = {k: np.asarray(v, np.float64).ravel() for k, v in values.items()}
+    bins = check_int("bins", bins, min_value=1)
+    flat = {k: _numpy(f"values[{k!r}]", v).astype(np.float64).ravel() for k, v in values.items()}
     allv = np.concatenate(list(flat.values()))
+    if not np.any(np.isfinite(allv)):
+        raise ValueError("values: expected at least one finite value, got none")
+    fig, ax = plt.subplots(figsize=(6, 4))
     edges = np.histogram_bin_edges(allv[np.isfinite(allv)], bins=bins)
     for label, v in flat.items():
         ax.hist(v[np.isfinite(v)], bins=edges, alpha=0.5, label=str(label), density=density, histtype="stepfilled")
@@ -261,7 +287,7 @@ def save_animation(frames, path, *, fps: float = 10.0, vrange="auto", scale: int
     """Write ``frames`` ``(T, H, W)`` or ``(T, H, W, 3)`` to a GIF (Pillow) or MP4 (ffmpeg).
 
     Args:
-      frames: the movie; grey frames are mapped to 8-bit grey.
+      frames: the movie (``(T, H, W, 1)`` is read as grey); grey frames are mapped to 8-bit grey.
       path: ``.gif`` or ``.mp4`` file.
       fps: frames per second.
       vrange: ``"auto"`` (min to max over the movie) or ``(lo, hi)``.
@@ -270,18 +296,21 @@ def save_animation(frames, path, *, fps: float = 10.0, vrange="auto", scale: int
     Returns:
       The path written.
     """
-    arr = np.asarray(frames, np.float64)
+    arr = _numpy("frames", frames).astype(np.float64)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
     if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] != 3) or arr.shape[0] < 1:
         raise ValueError(f"frames: expected (T, H, W) or (T, H, W, 3) with T >= 1, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("frames: expected finite values, got NaN/inf")
-    if not fps > 0:
-        raise ValueError(f"fps: expected a positive number, got {fps!r}")
+    check_positive("fps", fps, unit="frames per second")
+    scale = check_int("scale", scale, min_value=1)
+    vrange = _check_vrange(vrange, ("auto",))
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".gif", ".mp4"):
         raise ValueError(f"path: expected a .gif or .mp4 file name, got {path.name!r}")
-    lo, hi = (arr.min(), arr.max()) if isinstance(vrange, str) and vrange == "auto" else map(float, vrange)
+    lo, hi = (arr.min(), arr.max()) if vrange == "auto" else vrange
     u8 = np.round(255 * np.clip((arr - lo) / max(hi - lo, 1e-12), 0, 1)).astype(np.uint8)
     if scale > 1:
         u8 = u8.repeat(scale, axis=1).repeat(scale, axis=2)
