@@ -1,0 +1,466 @@
+"""Retina: the cascade against a plain-numpy transcription of Virtual Retina's recursions, analytic
+responses, chunking, gradients, spikes, presets, XML and errors."""
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import scipy.signal
+from jax.test_util import check_grads
+
+from vision_jax import retina
+
+# ------------------------------------------------------------------------------------------
+# Plain-numpy transcription of Virtual Retina's order of evaluation: at every step all stage
+# inputs are fed first (each reads its upstream stage's current output), then every stage
+# steps. Filters are written in VR's recursive-filter form (RecFilter::tempStep):
+#   y_k = (sum_j b_j x_{k-j} - sum_{i>=1} a_i y_{k-i}) / a_0.
+# ------------------------------------------------------------------------------------------
+
+
+class NumpyRecFilter:
+    def __init__(self, b, a, shape, gain=1.0):
+        self.b = np.asarray(b, float) * gain
+        self.a = np.asarray(a, float)
+        self.x = [np.zeros(shape) for _ in self.b]
+        self.y = [np.zeros(shape) for _ in self.a]
+
+    def step(self, x):
+        self.x = [x] + self.x[:-1]
+        y = sum(bj * xj for bj, xj in zip(self.b, self.x)) - sum(ai * yi for ai, yi in zip(self.a[1:], self.y[:-1]))
+        y = y / self.a[0]
+        self.y = [y] + self.y[:-1]
+        return y
+
+
+def exp_filter(tau, dt, shape, gain=1.0):
+    e = math.exp(-dt / tau)
+    return NumpyRecFilter([1 - e], [1, -e], shape, gain)
+
+
+def exp_cascade_filter(tau, n, dt, shape, gain=1.0):
+    c = math.exp(-dt / (tau / n if n else tau))
+    a = [math.comb(n + 1, i) * (-c) ** i for i in range(n + 2)]
+    return NumpyRecFilter([(1 - c) ** (n + 1)], a, shape, gain)
+
+
+def partial_highpass_filter(w, tau, dt, shape):
+    """Identity - w Exp(tau): y_k = e y_{k-1} + (1 - w (1 - e)) x_k - e x_{k-1}."""
+    e = math.exp(-dt / tau)
+    return NumpyRecFilter([1 - w * (1 - e), -e], [1, -e], shape)
+
+
+def np_blur(x, sigma_px):
+    if sigma_px == 0:
+        return x
+    if sigma_px < 0.8:  # the model's 3-tap kernel of exact variance
+        a = sigma_px**2 / 2
+        for axis in (-2, -1):
+            x = ndi.correlate1d(x, [a, 1 - 2 * a, a], axis=axis, mode="reflect")
+        return x
+    return ndi.gaussian_filter(x, sigma_px, mode="reflect", truncate=4.0, axes=(-2, -1))
+
+
+def np_rectification(v, v0, i0, lam):
+    return np.where(v < v0, i0**2 / (i0 - lam * np.minimum(v - v0, 0)), i0 + lam * (v - v0))
+
+
+def np_lif(current, v, refr_left, p, dt):
+    """Event-driven LIF over one step, one cell at a time (noise-free, fixed refractory period)."""
+    g, spikes = p["leak"], np.zeros(current.shape)
+    v, refr_left = v.copy(), refr_left.copy()
+    for idx in np.ndindex(current.shape):
+        if refr_left[idx] >= dt:
+            refr_left[idx] -= dt
+            v[idx] = 0.0
+            continue
+        t0 = refr_left[idx]
+        start = 0.0 if t0 > 0 else v[idx]
+        refr_left[idx] = 0.0
+        e_inf = current[idx] / g
+        end = e_inf + (start - e_inf) * math.exp(-g * (dt - t0))
+        if end < 1:
+            v[idx] = end
+            continue
+        spikes[idx] = 1
+        t_spike = t0 + math.log((e_inf - start) / (e_inf - 1)) / g
+        if t_spike + p["refr_mean"] >= dt:
+            refr_left[idx], v[idx] = t_spike + p["refr_mean"] - dt, 0.0
+        else:
+            v[idx] = e_inf * (1 - math.exp(-g * (dt - t_spike - p["refr_mean"])))
+    return spikes, v, refr_left
+
+
+def numpy_retina(p, cfg, movie, v_init, lag=True):
+    """Step-by-step Virtual Retina (from zero state) on ``movie`` (T, H, W); returns dict of (T, ...) arrays."""
+    dt, ppd, shape = cfg.dt, cfg.pixels_per_degree, movie.shape[1:]
+    amp = p["opl_amplification"] / cfg.luminosity_range
+    if cfg.leaky_heat:
+        excit = exp_filter(p["center_tau"], dt, shape, gain=amp)
+        inhib = exp_filter(p["surround_tau"], dt, shape, gain=p["opl_weight"])
+    else:
+        excit = exp_cascade_filter(p["center_tau"], cfg.center_n, dt, shape, gain=amp)
+        inhib = exp_filter(p["surround_tau"], dt, shape, gain=p["opl_weight"])
+    undershoot = partial_highpass_filter(p["undershoot_weight"], p["undershoot_tau"], dt, shape)
+    control = exp_filter(p["adaptation_tau"], dt, shape)
+    transient = partial_highpass_filter(p["transient_weight"], p["transient_tau"], dt, shape)
+    C = U = S = V = gA = Vtrs = np.zeros(shape)
+    # at rest the ganglion input is N(0) (the model's state at zero luminance is a steady state)
+    Ig = np_rectification(np.zeros((2,) + shape), p["v0"], p["i0"], p["ganglion_amplification"])
+    I_opl = np.zeros(shape)
+    volt, refr = v_init.copy(), np.zeros((2,) + shape)
+    signs = np.array([1.0, -1.0])[:, None, None]
+    rec = {k: [] for k in ("opl", "bipolar", "adaptation", "ganglion_input", "rates", "spikes")}
+    for frame in movie:
+        # feed: every stage reads its upstream output (previous step's, in VR's order)
+        fed = dict(C=C, U=U, I=I_opl, V=V, gA=gA, Vtrs=Vtrs, Ig=Ig)
+        # step the OPL
+        if cfg.leaky_heat:
+            C = excit.step(frame)
+            C = np_blur(C, p["center_sigma"] * ppd * math.sqrt(dt / p["center_tau"]))
+            excit.y[0] = C
+        else:
+            C = excit.step(np_blur(frame, p["center_sigma"] * ppd))
+        U = undershoot.step(fed["C"] if lag else C)
+        x_s = fed["U"] if lag else U
+        if cfg.leaky_heat:
+            wS = np_blur(inhib.step(x_s), p["surround_sigma"] * ppd * math.sqrt(dt / p["surround_tau"]))
+            inhib.y[0] = wS
+        else:
+            wS = inhib.step(np_blur(x_s, p["surround_sigma"] * ppd))
+        I_opl = U - wS
+        # contrast gain control (conductance of the previous step)
+        g = p["inert_leak"] + fed["gA"]
+        E = p["bipolar_amplification"] * (fed["I"] if lag else I_opl) / g
+        V = (fed["V"] - E) * np.exp(-dt * g) + E
+        x_v = fed["V"] if lag else V
+        gA = control.step(np_blur(p["adaptation_amplification"] * x_v**2, p["adaptation_sigma"] * ppd))
+        # ganglion input
+        Vtrs = transient.step(x_v)
+        x_n = fed["Vtrs"] if lag else Vtrs
+        Ig = np_blur(np_rectification(signs * x_n, p["v0"], p["i0"], p["ganglion_amplification"]), p["pool_sigma"] * ppd)
+        x_i = fed["Ig"] if lag else Ig
+        rate = np.where(x_i > p["leak"], 1 / (p["refr_mean"] + np.log(x_i / np.maximum(x_i - p["leak"], 1e-9)) / p["leak"]), 0)
+        spk, volt, refr = np_lif(x_i, volt, refr, p, dt)
+        for k, v in zip(rec, (I_opl, V, gA, Ig, rate, spk)):
+            rec[k].append(v)
+    return {k: np.stack(v) for k, v in rec.items()}
+
+
+BASE = dict(opl_amplification=10.0, adaptation_amplification=100.0, inert_leak=5.0, bipolar_amplification=150.0,
+            pool_sigma=0.1, noise_sigma=0.0, refr_sd=0.0, i0=80.0, dt=0.002, undershoot_weight=0.6)
+
+
+@pytest.fixture(scope="module")
+def movie():
+    rng = np.random.default_rng(0)
+    t = np.arange(40)[:, None, None] * 0.002
+    x = np.arange(10)[None, None, :] / 10.0
+    m = 0.5 + 0.35 * np.sin(2 * np.pi * (1.5 * x - 8 * t)) + 0.1 * rng.standard_normal((40, 10, 10))
+    return m.astype(np.float32)
+
+
+@pytest.mark.parametrize("leaky_heat, lag, center_n", [(False, True, 0), (False, False, 2), (True, True, 0), (True, False, 0)])
+def test_cascade_equals_numpy_transcription(movie, key, leaky_heat, lag, center_n):
+    params = retina.preset("convis", **BASE, leaky_heat=leaky_heat, stage_lag=lag, center_n=center_n)
+    state = retina.init_state(params, (10, 10), key=key)
+    _, out = retina.run(params, state, jnp.asarray(movie), stages=True)
+    fields = {f: float(getattr(params, f)) for f in retina.PARAM_FIELDS}
+    ref = numpy_retina(fields, params.config, movie.astype(np.float64), np.asarray(state.voltage, np.float64), lag=lag)
+    np.testing.assert_allclose(np.asarray(out.opl), ref["opl"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.bipolar), ref["bipolar"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(out.adaptation), ref["adaptation"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.ganglion_input), ref["ganglion_input"], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(out.rates), ref["rates"], rtol=1e-4, atol=1e-2)
+    assert ref["spikes"].sum() > 50
+    assert np.mean(np.asarray(out.spikes) == ref["spikes"]) > 0.998
+
+
+def _impulse_opl(params, T, dtype=jnp.float32):
+    state = retina.init_state(params, (3, 3), key=jax.random.key(0), dtype=dtype)
+    movie = jnp.zeros((T, 3, 3), dtype).at[0].set(1.0)
+    return np.asarray(retina.run(params, state, movie, stages=True, spikes=False)[1].opl)[:, 1, 1]
+
+
+@pytest.mark.parametrize("tau, n", [(0.01, 0), (0.01, 3), (0.03, 5)])
+def test_centre_cascade_impulse_response(tau, n):
+    dt = 0.001
+    params = retina.preset("convis", opl_amplification=1.0, opl_weight=0.0, undershoot=False, center_tau=tau, center_n=n, dt=dt)
+    h = _impulse_opl(params, 600)
+    c = math.exp(-dt / (tau / max(n, 1)))
+    k = np.arange(600)
+    analytic = np.array([math.comb(int(i) + n, n) for i in k]) * (1 - c) ** (n + 1) * c**k
+    np.testing.assert_allclose(h, analytic, rtol=1e-4, atol=1e-7)
+    assert abs(h.sum() - 1) < 1e-4
+    if n:
+        # each zero-order-hold pole advances the peak by about dt / 2
+        assert abs(int(np.argmax(h)) - (tau / dt - (n + 1) / 2)) <= 1
+
+
+def _full_field_step_opl(dt, T, lag, dtype):
+    params = retina.preset("convis", center_tau=0.01, undershoot_tau=0.1, undershoot_weight=0.8, surround_tau=0.004,
+                           opl_weight=1.0, dt=dt, stage_lag=lag)
+    state = retina.init_state(params, (3, 3), key=jax.random.key(0), dtype=dtype)
+    out = retina.run(params, state, jnp.ones((T, 3, 3), dtype), stages=True, spikes=False)[1].opl
+    return np.asarray(out)[:, 1, 1]
+
+
+@pytest.mark.parametrize("lag", [False, True])
+def test_opl_step_converges_to_the_laplace_solution(x64, lag):
+    # lambda dL / s * 1/(1 + s tC) * (1 - wU + s tU)/(1 + s tU) * (1 - w + s tS)/(1 + s tS), convis's values
+    num = np.polymul(np.polymul([10.0], [0.1, 0.2]), [0.004, 0.0])
+    den = np.polymul(np.polymul([0.01, 1.0], [0.1, 1.0]), [0.004, 1.0])
+    errors = []
+    for dt in (1e-4, 1e-5):
+        T = int(round(0.12 / dt))
+        got = _full_field_step_opl(dt, T, lag, jnp.float64)
+        t = np.arange(1, T + 1) * dt
+        _, exact = scipy.signal.step((num, den), T=t)
+        errors.append(np.max(np.abs(got - exact)))
+    assert errors[1] < errors[0] / 5 and errors[1] < 0.01, errors
+    peak, trough = int(np.argmax(got)), int(np.argmin(got))
+    assert abs(got[peak] - 2.098) < 0.01 and abs(t[peak] - 0.0058) < 2e-4
+    assert abs(got[trough] + 0.185) < 0.005 and abs(t[trough] - 0.059) < 2e-3
+
+
+def test_steady_state_opl_and_dc_gain():
+    params = retina.preset("convis", opl_weight=0.7, undershoot_weight=0.8, dt=0.002)
+    h = _full_field_step_opl(0.002, 1500, True, jnp.float32)  # w = 1: steady state 0
+    assert abs(h[-1]) < 1e-4
+    state = retina.init_state(params, (3, 3), key=jax.random.key(0))
+    out = retina.run(params, state, jnp.full((1500, 3, 3), 0.5), stages=True, spikes=False)[1]
+    assert abs(float(out.opl[-1, 1, 1]) - 10 * 0.5 * (1 - 0.8) * (1 - 0.7)) < 1e-4
+
+
+@pytest.mark.parametrize("drive, expected", [(0.01, 0.181), (0.1, 0.5), (1.0, 1.130)])
+def test_contrast_gain_control_steady_state(drive, expected, key):
+    # cat X: lambda' 150, g_A0 5, lambda_A 100; constant I_OPL = drive.
+    v = float(retina.cgc_steady_state(150.0 * drive, 5.0, 100.0))
+    assert abs(100 * v**3 + 5 * v - 150 * drive) < 1e-6 * 150 * drive and abs(v - expected) < 2e-3
+    params = retina.preset("cat_x", undershoot=False, opl_weight=0.0, opl_amplification=drive, luminosity_range=1.0,
+                           leaky_heat=False, center_tau=1e-4, dt=0.001)
+    state = retina.init_state(params, (3, 3), key=key)
+    _, out = retina.run(params, state, jnp.ones((800, 3, 3)), stages=True, spikes=False)
+    assert abs(float(out.bipolar[-1, 1, 1]) - v) < 1e-4
+    # started at the steady state, it stays there
+    state = retina.init_state(params, (3, 3), key=key, luminance=1.0)
+    _, out = retina.run(params, state, jnp.ones((50, 3, 3)), stages=True, spikes=False)
+    np.testing.assert_allclose(np.asarray(out.bipolar), v, rtol=1e-5)
+
+
+def test_contrast_gain_falls_with_contrast(key):
+    """F1 gain V/I_OPL of an 8 Hz sinusoid falls and its phase advances with amplitude (Shapley-Victor)."""
+    dt, f = 0.0005, 8.0
+    gains, phases = [], []
+    for lam_a in (100.0, 0.0):
+        params = retina.preset("cat_x", undershoot=False, opl_weight=0.0, opl_amplification=1.0, luminosity_range=1.0,
+                               leaky_heat=False, center_tau=1e-5, dt=dt, adaptation_amplification=lam_a, stage_lag=False)
+        state = retina.init_state(params, (3, 3), key=key)
+        t = np.arange(int(1.0 / dt)) * dt
+        amps = np.array([0.01, 0.3, 1.0], np.float32)
+        movies = amps[:, None] * np.sin(2 * np.pi * f * t)[None]
+        v = np.stack([np.asarray(retina.run(params, state, jnp.broadcast_to(jnp.asarray(m)[:, None, None], (len(t), 3, 3)),
+                                            stages=True, spikes=False)[1].bipolar)[:, 1, 1] for m in movies])
+        last = t >= 0.5  # 4 cycles after the transient
+        z = (v[:, last] * np.exp(-2j * np.pi * f * t[last])).mean(1) * 2
+        gains.append(np.abs(z) / amps)
+        phases.append(np.degrees(np.angle(z / -1j)))  # relative to sin
+    g, ph = gains[0], phases[0]
+    np.testing.assert_allclose(g, [2.97, 2.51, 1.28], rtol=0.05)
+    assert g[0] > g[1] > g[2] and ph[0] < ph[1] < ph[2]
+    np.testing.assert_allclose(gains[1], 150 / abs(5 + 2j * np.pi * f), rtol=0.02)  # lambda_A = 0: linear
+
+
+def test_rectification_values():
+    n = lambda v: float(retina.rectification(jnp.float32(v), 0.0, 37.0, 100.0))  # noqa: E731
+    assert abs(n(0.0) - 37) < 1e-5 and abs(n(-1.0) - 9.99) < 0.01 and abs(n(-0.1) - 29.13) < 0.01 and abs(n(0.1) - 47) < 1e-4
+    assert (n(-1e4) > 0) and n(-1e4) < 0.01
+    grad = jax.grad(lambda v: retina.rectification(v, 0.0, 37.0, 100.0))
+    assert abs(float(grad(jnp.float32(-1e-6))) - 100) < 0.01 and abs(float(grad(jnp.float32(1e-6))) - 100) < 1e-4
+
+
+@pytest.mark.parametrize("dt", [0.001, 0.005])
+def test_lif_rate_and_simulated_spikes(dt, key):
+    currents = np.array([60.0, 100.0, 200.0, 400.0], np.float32)
+    expected = 1 / (0.003 + np.log(currents / (currents - 50)) / 50)
+    np.testing.assert_allclose(np.asarray(retina.lif_rate(jnp.asarray(currents), 50.0, 0.003)), expected, rtol=1e-5)
+    np.testing.assert_allclose(expected, [25.75, 59.3, 114.2, 176.4], rtol=2e-3)
+    for current, rate in zip(currents, expected):
+        # the ganglion input is N(0) = i0 when the OPL drive is 0
+        params = retina.preset("convis", noise_sigma=0.0, i0=float(current), opl_amplification=0.0, dt=dt)
+        state = retina.init_state(params, (1, 2), key=key)
+        _, out = retina.run(params, state, jnp.zeros((int(20 / dt), 1, 2)))
+        simulated = float(out.spikes[:, 0].sum()) / 2 / 20.0
+        assert abs(simulated - rate) / rate < 0.01, (dt, current, simulated, rate)
+
+
+def test_noise_is_reproducible_from_the_key(key):
+    params = retina.preset("convis", noise_sigma=0.5, refr_sd=0.001)
+    movie = jnp.full((200, 4, 4), 0.5)
+    spikes = []
+    for k in (key, key, jax.random.fold_in(key, 1)):
+        state = retina.init_state(params, (4, 4), key=k)
+        spikes.append(np.asarray(retina.run(params, state, movie)[1].spikes))
+    np.testing.assert_array_equal(spikes[0], spikes[1])
+    assert np.any(spikes[0] != spikes[2]) and spikes[0].sum() > 10
+
+
+@pytest.mark.parametrize("name", ["convis", "cat_x", "primate_magno"])
+def test_chunked_equals_one_shot(name, movie, key):
+    params = retina.preset(name, luminosity_range=1.0, pixels_per_degree=10.0, noise_sigma=0.1)
+    state = retina.init_state(params, (10, 10), key=key, luminance=0.5)
+    m = jnp.asarray(movie)
+    _, whole = retina.run(params, state, m, stages=True)
+    s, a = retina.run(params, state, m[:20], stages=True)
+    s, b = retina.run(params, s, m[20:], stages=True)
+    for field in retina.RetinaOutput._fields:
+        np.testing.assert_array_equal(np.asarray(jnp.concatenate([getattr(a, field), getattr(b, field)])),
+                                      np.asarray(getattr(whole, field)))
+    _, chunked = retina.run_chunked(params, state, m, 20, stages=True)
+    np.testing.assert_array_equal(chunked.spikes, np.asarray(whole.spikes))
+    assert float(whole.spikes.sum()) > 0
+
+
+def test_steady_state_start_stays_put(key):
+    params = retina.preset("cat_x", opl_weight=0.8)
+    state = retina.init_state(params, (8, 8), key=key, luminance=100.0)
+    _, out = retina.run(params, state, jnp.full((40, 8, 8), 100.0), stages=True)
+    np.testing.assert_allclose(np.asarray(out.rates), np.asarray(out.rates[:1]) * np.ones((40, 1, 1, 1)), rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(out.bipolar), float(state.bipolar[0, 0]), rtol=1e-5)
+    assert float(state.bipolar[0, 0]) > 0.1
+
+
+def test_gradients_through_chunks_equal_one_shot(movie, key):
+    params = retina.preset("convis", adaptation_amplification=50.0)
+    state = retina.init_state(params, (10, 10), key=key)
+    radii = retina.blur_radii(params)
+    m = jnp.asarray(movie)
+
+    def loss(p, sizes):
+        s, total, start = state, 0.0, 0
+        for n in sizes:
+            s, out = retina.run(p, s, m[start:start + n], radii=radii)
+            total = total + jnp.sum(out.rates) + jnp.sum(out.spikes)
+            start += n
+        return total
+
+    g1 = jax.grad(loss)(params, (40,))
+    g2 = jax.grad(loss)(params, (20, 20))
+    for f in retina.PARAM_FIELDS:
+        np.testing.assert_allclose(float(getattr(g1, f)), float(getattr(g2, f)), rtol=1e-4, atol=1e-6, err_msg=f)
+    assert abs(float(g1.surround_tau)) > 0 and abs(float(g1.center_sigma)) > 0 and np.isfinite(float(g1.refr_mean))
+
+
+def test_check_grads_on_a_tiny_movie(x64, key):
+    params = retina.preset("convis", adaptation_amplification=50.0, pool_sigma=0.1)
+    params = jax.tree.map(jnp.float64, params)
+    state = retina.init_state(params, (4, 4), key=key, luminance=0.5, dtype=jnp.float64)
+    radii = retina.blur_radii(params)
+    frames = 0.5 + 0.3 * jax.random.uniform(key, (8, 4, 4), jnp.float64)
+
+    def f(center_tau, surround_sigma, adaptation_amplification, transient_weight):
+        p = params.replace(center_tau=center_tau, surround_sigma=surround_sigma,
+                           adaptation_amplification=adaptation_amplification, transient_weight=transient_weight)
+        return retina.run(p, state, frames, radii=radii, stages=True, spikes=False)[1].ganglion_input
+
+    args = tuple(jnp.float64(v) for v in (0.01, 0.15, 50.0, 0.7))
+    check_grads(f, args, order=1, modes=["fwd", "rev"], eps=1e-6)
+
+
+def test_fit_recovers_tau_and_gain_for_several_cells(key):
+    params = retina.preset("convis", dt=0.002)
+    state = retina.init_state(params, (2, 2), key=key, luminance=0.5)
+    t = np.arange(150)
+    movie = jnp.asarray(np.broadcast_to((0.5 + 0.4 * np.sign(np.sin(2 * np.pi * t / 50)))[:, None, None], (150, 2, 2)),
+                        jnp.float32)
+    truth = {"center_tau": np.array([0.02, 0.006], np.float32), "opl_amplification": np.array([6.0, 14.0], np.float32)}
+    targets = jnp.stack([retina.run(params.replace(center_tau=a, opl_amplification=b), state, movie, spikes=False)[1].rates
+                         for a, b in zip(*truth.values())])
+    start = params.replace(center_tau=jnp.full(2, 0.01), opl_amplification=jnp.full(2, 10.0))
+    result = retina.fit(start, state, movie, targets, fields=("center_tau", "opl_amplification"), steps=300,
+                        learning_rate=0.05, batched=True, chunk_size=75)
+    assert result.losses[-1] < 1e-3 * result.losses[0]
+    np.testing.assert_allclose(np.asarray(result.params.center_tau), truth["center_tau"], rtol=0.05)
+    np.testing.assert_allclose(np.asarray(result.params.opl_amplification), truth["opl_amplification"], rtol=0.05)
+
+
+# --- presets and XML -----------------------------------------------------------------------
+
+CONFIGS = Path(retina.__file__).parent / "configs"
+
+
+@pytest.mark.parametrize("xml_name, layer, name", [("cat_x.xml", 0, "cat_x"), ("primate_parvo_magno.xml", 0, "primate_parvo"),
+                                                   ("primate_parvo_magno.xml", 2, "primate_magno"), ("linear.xml", 0, None)])
+def test_xml_files_match_presets(xml_name, layer, name):
+    params = retina.read_xml(CONFIGS / xml_name, layer=layer)
+    if name is None:  # OPL only
+        expected = retina.preset("linear")
+        for f in ("center_sigma", "surround_sigma", "center_tau", "surround_tau", "opl_amplification", "opl_weight"):
+            assert getattr(params, f) == getattr(expected, f), f
+        assert params.config == expected.config
+        return
+    assert params == retina.preset(name)
+
+
+def test_xml_text_and_defaults():
+    params = retina.read_xml('<retina-description-file><retina temporal-step__sec="0.01"><outer-plexiform-layer>'
+                             '<linear-version center-sigma__deg="0.5" center-n__uint="2"/></outer-plexiform-layer>'
+                             '</retina></retina-description-file>')
+    assert params.config.dt == 0.01 and params.config.center_n == 2 and params.center_sigma == 0.5
+    assert params.config.luminosity_range == 255.0 and params.i0 == 70.0 and params.adaptation_amplification == 0.0
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: retina.preset("dog"), ValueError, ["name", "cat_x"]),
+        (lambda: retina.preset("cat_x", tau=1.0), ValueError, ["overrides", "tau"]),
+        (lambda: retina.init_state(retina.preset("convis", center_tau=-0.01), (4, 4), key=jax.random.key(0)), ValueError,
+         ["params.center_tau", "positive"]),
+        (lambda: retina.init_state(retina.preset("convis", transient_tau=0.0), (4, 4), key=jax.random.key(0)), ValueError,
+         ["params.transient_tau", "positive"]),
+        (lambda: retina.init_state(retina.preset("convis", dt=0.0), (4, 4), key=jax.random.key(0)), ValueError,
+         ["config.dt", "positive"]),
+        (lambda: retina.blur_radii(retina.preset("convis", center_sigma=0.001)), ValueError,
+         ["params.center_sigma", "pixels", "minimum"]),
+        (lambda: retina.read_xml("<retina-description-file><retina>"), ValueError, ["source", "malformed"]),
+        (lambda: retina.read_xml("<retina-description-file/>"), ValueError, ["source", "<retina>"]),
+        (lambda: retina.read_xml('<retina><outer-plexiform-layer><linear-version center-tau__sec="fast"/>'
+                                 '</outer-plexiform-layer></retina>'), ValueError, ["center-tau__sec", "not a number"]),
+        (lambda: retina.read_xml(CONFIGS / "cat_x.xml", layer=3), ValueError, ["layer", "1 ganglion"]),
+        (lambda: retina.fit(retina.preset("convis"), None, jnp.zeros((2, 2, 2)), jnp.zeros(2), fields=["nope"]), ValueError,
+         ["fields", "nope"]),
+    ],
+)
+def test_bad_configuration(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_bad_movies(key):
+    params = retina.preset("convis")
+    state = retina.init_state(params, (4, 4), key=key)
+    with pytest.raises(ValueError, match="movie: expected frames of shape"):
+        retina.run(params, state, jnp.zeros((5, 3, 4)))
+    with pytest.raises(ValueError, match="movie: expected 3 dimensions"):
+        retina.run(params, state, jnp.zeros((4, 4)))
+    with pytest.raises(ValueError, match="movie: expected finite"):
+        retina.run(params, state, jnp.full((2, 4, 4), jnp.nan))
+    with pytest.raises(TypeError, match="movie: expected a floating"):
+        retina.run(params, state, jnp.zeros((2, 4, 4), jnp.int32))
+
+
+def test_stimuli_shapes_and_values():
+    step = retina.full_field_step(10, (4, 5), onset=3, background=100.0, contrast=0.5)
+    assert step.shape == (10, 4, 5) and step[2, 0, 0] == 100.0 and step[3, 0, 0] == 150.0
+    spot = retina.flashed_spot(6, (9, 9), radius=2.0, onset=1, duration=2)
+    assert spot[1, 4, 4] == 0.75 and spot[1, 0, 0] == 0.5 and spot[3, 4, 4] == 0.5
+    grating = retina.drifting_grating(8, (4, 16), period=8.0, frames_per_cycle=4.0)
+    np.testing.assert_allclose(grating[0], grating[4], atol=1e-6)
+    bar = retina.moving_bar(5, (3, 20), width=2.0, speed=3.0, start=2.0)
+    assert bar[0, 0, 2] == 0.75 and bar[1, 0, 5] == 0.75 and bar[1, 0, 2] == 0.5
