@@ -1,0 +1,197 @@
+"""The layer-wise autoencoder: shapes, numpy references of the encoder/decoder, training, stacking, baseline."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import ndimage
+
+import vision_jax.autoencoder as ae
+
+
+# ---------------------------------------------------------------- numpy references
+
+def np_encode(x, w, b, pooling, activation, wrap=False):
+    """Same-size correlation (zero or wrap padding), bias, activation, 2x2 pooling; x (H, W, Cin), w (k, k, Cin, Cout)."""
+    k = w.shape[0]
+    r = k // 2
+    xp = np.pad(x, ((r, r), (r, r), (0, 0)), mode="wrap" if wrap else "constant")
+    H, W = x.shape[:2]
+    z = np.zeros((H, W, w.shape[3]))
+    for a in range(k):
+        for c in range(k):
+            z += xp[a : a + H, c : c + W] @ w[a, c]
+    z = np.tanh(z + b) if activation == "tanh" else np.maximum(z + b, 0)
+    z = z.reshape(H // 2, 2, W // 2, 2, -1)
+    return z.max(axis=(1, 3)) if pooling == "max" else z.mean(axis=(1, 3))
+
+
+def np_deconv(h, w, b, activation, wrap=False):
+    """Caffe Deconvolution, stride 2, pad p = k/2-1, as a scatter: out[2i - p + a] += h[i] @ w[k-1-a] (wrapped or cropped)."""
+    k = w.shape[0]
+    p = k // 2 - 1
+    H, W = h.shape[:2]
+    out = np.zeros((2 * H, 2 * W, w.shape[3]))
+    for i in range(H):
+        for j in range(W):
+            for a in range(k):
+                for c in range(k):
+                    y, x = 2 * i - p + a, 2 * j - p + c
+                    if wrap:
+                        y, x = y % (2 * H), x % (2 * W)
+                    elif not (0 <= y < 2 * H and 0 <= x < 2 * W):
+                        continue
+                    out[y, x] += h[i, j] @ w[k - 1 - a, k - 1 - c]
+    z = out + b
+    return np.tanh(z) if activation == "tanh" else np.maximum(z, 0)
+
+
+CFG2 = ae.AutoencoderConfig(features=(4, 6), encoder_kernel=(3, 5), decoder_kernel=(4, 2), pooling=("max", "mean"), activation="tanh")
+
+
+@pytest.fixture(scope="module")
+def params2():
+    return ae.init_params(jax.random.key(0), CFG2, std=0.3, mean=jnp.array([0.4, 0.5, 0.6]))
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, (6, 8, 8, 3))
+    return jnp.asarray(ndimage.zoom(base, (1, 2, 2, 1), order=1), jnp.float32)  # smooth (6, 16, 16, 3)
+
+
+def test_shapes_per_level(params2, images):
+    codes = ae.encode_all(params2, images, CFG2)
+    assert [c.shape for c in codes] == [(6, 8, 8, 4), (6, 4, 4, 6)]
+    assert ae.decode(params2, codes[1], 1, CFG2).shape == (6, 8, 8, 4)
+    assert ae.decode(params2, codes[0], 0, CFG2).shape == images.shape
+    assert ae.apply(params2, images, CFG2).shape == images.shape
+    assert ae.encode(params2, images[0], 0, CFG2).shape == (8, 8, 4)  # unbatched works too
+
+
+def test_apply_is_composition_of_layers(params2, images):
+    h1 = ae.encode(params2, images, 0, CFG2)
+    h2 = ae.encode(params2, h1, 1, CFG2)
+    rec = ae.decode(params2, ae.decode(params2, h2, 1, CFG2), 0, CFG2)
+    np.testing.assert_allclose(ae.apply(params2, images, CFG2), rec, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_layers_match_numpy_reference(params2, images, wrap):
+    pad = "circular" if wrap else "zero"
+    x = np.asarray(images[0], np.float64)
+    L0, L1 = [jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), l) for l in params2.layers]
+    mean = np.asarray(params2.mean, np.float64)
+    h1 = np_encode(x - mean, L0.enc_w, L0.enc_b, "max", "tanh", wrap)
+    np.testing.assert_allclose(ae.encode(params2, images[0], 0, CFG2, padding=pad), h1, atol=2e-5)
+    h2 = np_encode(h1, L1.enc_w, L1.enc_b, "mean", "tanh", wrap)
+    np.testing.assert_allclose(ae.encode(params2, jnp.asarray(h1, jnp.float32), 1, CFG2, padding=pad), h2, atol=2e-5)
+    d1 = np_deconv(h2, L1.dec_w, L1.dec_b, "tanh", wrap)
+    np.testing.assert_allclose(ae.decode(params2, jnp.asarray(h2, jnp.float32), 1, CFG2, padding=pad), d1, atol=2e-5)
+    d0 = np_deconv(h1, L0.dec_w, L0.dec_b, "tanh", wrap) + mean
+    np.testing.assert_allclose(ae.decode(params2, jnp.asarray(h1, jnp.float32), 0, CFG2, padding=pad), d0, atol=2e-5)
+
+
+def test_relu_without_mean(images):
+    cfg = ae.AutoencoderConfig(features=(3,), encoder_kernel=3, decoder_kernel=4, activation="relu", subtract_mean=False)
+    p = ae.init_params(jax.random.key(1), cfg, mean=jnp.ones(3))  # mean ignored without subtract_mean
+    np.testing.assert_array_equal(p.mean, np.zeros(3))
+    L = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), p.layers[0])
+    x = np.asarray(images[1], np.float64)
+    h = np_encode(x, L.enc_w, L.enc_b, "max", "relu")
+    np.testing.assert_allclose(ae.encode(p, images[1], 0, cfg), h, atol=2e-5)
+    assert float(jnp.min(ae.apply(p, images, cfg))) >= 0.0
+
+
+def test_greedy_stacking_freezes_lower_layer(params2, images):
+    opt = optax.sgd(0.05, momentum=0.9)
+    p1, _ = ae.train_layer(params2, images, 0, CFG2, key=jax.random.key(1), optimizer=opt, steps=3, batch_size=2)
+    codes = ae.encode(p1, images, 0, CFG2)
+    p2, _ = ae.train_layer(p1, codes, 1, CFG2, key=jax.random.key(2), optimizer=opt, steps=3, batch_size=2)
+    for a, b in zip(jax.tree_util.tree_leaves(p1.layers[0]), jax.tree_util.tree_leaves(p2.layers[0])):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p1.layers[1]), jax.tree_util.tree_leaves(p2.layers[1])))
+    np.testing.assert_array_equal(p2.mean, params2.mean)
+    # train_greedy does the same, then fine-tuning moves every layer
+    pg, hist = ae.train_greedy(params2, images, CFG2, key=jax.random.key(3), optimizer=opt, steps_per_layer=2, finetune_steps=2, batch_size=2)
+    assert [h.shape for h in hist.layer_losses] == [(2,), (2,)] and hist.finetune_losses.shape == (2,)
+    assert not np.array_equal(pg.layers[0].enc_w, params2.layers[0].enc_w)
+
+
+@pytest.fixture(scope="module")
+def crops():
+    return jnp.asarray(ae.colour_crops(3, 8, size=16, downscale=1))  # full-resolution texture crops
+
+
+@pytest.fixture(scope="module")
+def trained_one_layer(crops):
+    images = crops
+    cfg = ae.AutoencoderConfig(features=(12,), encoder_kernel=5, decoder_kernel=6)
+    mean = jnp.mean(images, axis=(0, 1, 2))
+    p0 = ae.init_params(jax.random.key(4), cfg, mean=mean)
+    p, losses = ae.train_layer(p0, images, 0, cfg, key=jax.random.key(5), optimizer=optax.adam(1e-2), steps=300, batch_size=8)
+    return cfg, p0, p, losses
+
+
+def test_training_reduces_loss(trained_one_layer, crops):
+    images = crops
+    cfg, p0, p, losses = trained_one_layer
+    before = float(ae.layer_loss(p0, images, 0, cfg))
+    after = float(ae.layer_loss(p, images, 0, cfg))
+    assert after < 0.5 * before
+    assert losses.shape == (300,) and bool(jnp.all(jnp.isfinite(losses)))
+
+
+def test_trained_layer_beats_cubic_baseline(trained_one_layer, crops):
+    images = crops
+    cfg, _, p, _ = trained_one_layer
+    rec = ae.apply(p, images, cfg)
+    base = ae.cubic_baseline(images, 2)
+    assert ae.caffe_l2(rec, images) < ae.caffe_l2(base, images)
+    assert ae.psnr(rec, images) > ae.psnr(base, images)
+
+
+def test_cubic_baseline_matches_scipy_by_hand(images):
+    x = np.asarray(images, np.float64)
+    ref = np.empty_like(x)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[3]):
+            small = ndimage.zoom(x[n, :, :, c], 1 / 4, order=3, mode="nearest")
+            ref[n, :, :, c] = np.clip(ndimage.zoom(small, 4, order=3, mode="nearest"), 0, 1)
+    np.testing.assert_allclose(ae.cubic_baseline(images, 4), ref, atol=1e-10)
+    flat = np.full((1, 16, 16, 3), 0.25)
+    np.testing.assert_allclose(ae.cubic_baseline(flat, 2), flat, atol=1e-12)  # a constant image survives, edges included
+
+
+def test_metrics_by_hand():
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(size=(5, 32, 32, 3)), rng.uniform(size=(5, 32, 32, 3))
+    m = np.mean((a - b) ** 2)
+    assert ae.caffe_l2(a, b) == pytest.approx(0.5 * 3072 * m)
+    assert ae.psnr(a, b) == pytest.approx(-10 * np.log10(m))
+
+
+def test_bad_configurations_raise(params2, images):
+    with pytest.raises(ValueError, match="pooling"):
+        ae.AutoencoderConfig(pooling="median")
+    with pytest.raises(ValueError, match="activation"):
+        ae.AutoencoderConfig(activation="sigmoid")
+    with pytest.raises(ValueError, match="decoder_kernel"):
+        ae.AutoencoderConfig(decoder_kernel=5)
+    with pytest.raises(ValueError, match="encoder_kernel"):
+        ae.AutoencoderConfig(encoder_kernel=4)
+    with pytest.raises(ValueError, match="one per layer"):
+        ae.AutoencoderConfig(features=(4, 8), pooling=("max",))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        ae.apply(params2, images[:, :14, :14], CFG2)  # 14 is not a multiple of 2**2
+    with pytest.raises(ValueError, match="channels"):
+        ae.encode(params2, images[..., :2], 0, CFG2)
+    with pytest.raises(ValueError, match="level"):
+        ae.encode(params2, images, 2, CFG2)
+    with pytest.raises(ValueError, match="padding"):
+        ae.encode(params2, images, 0, CFG2, padding="reflect")
+    with pytest.raises(TypeError, match="optimizer"):
+        ae.train_layer(params2, images, 0, CFG2, key=jax.random.key(0), optimizer="adam", steps=1)
+    with pytest.raises(ValueError, match="factor"):
+        ae.cubic_baseline(images[:, :15, :15], 2)

@@ -1,0 +1,313 @@
+"""A convolutional pooling autoencoder whose layers can be applied one at a time.
+
+Layer ``l`` maps ``h^l`` ``(..., H, W, C_l)`` to ``h^{l+1}`` ``(..., H/2, W/2, C_{l+1})``:
+a stride-1 "same" convolution, bias, activation (tanh or ReLU), then non-overlapping 2x2 max or
+mean pooling. Its decoder is a stride-2 transposed convolution (kernel ``k`` even, padding
+``k/2 - 1``, so the output is exactly twice the input size), bias and the same activation.
+Arrays are NHWC; kernels HWIO. With ``subtract_mean`` the per-channel data mean is subtracted
+before layer 0 and added back after its decoder.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vision_jax._checks import check_array, check_choice, check_int, check_positive
+
+__all__ = [
+    "AutoencoderConfig",
+    "LayerParams",
+    "AutoencoderParams",
+    "init_params",
+    "random_feedback_params",
+    "encode",
+    "decode",
+    "encode_all",
+    "apply",
+    "layer_channels",
+    "POOLINGS",
+    "ACTIVATIONS",
+    "PADDINGS",
+]
+
+POOLINGS = ("max", "mean")
+ACTIVATIONS = ("tanh", "relu")
+PADDINGS = ("zero", "circular")
+
+
+def _per_layer(name, value, n, kind):
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+    if len(values) != n:
+        raise ValueError(f"{name}: expected one value or {n} values (one per layer), got {len(values)}")
+    return values
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderConfig:
+    """Architecture of the stacked autoencoder (hashable, usable as a static argument).
+
+    Attributes:
+      features: number of filters per layer, e.g. ``(12,)`` or ``(12, 48)``.
+      in_channels: channels of the images (3 for colour).
+      encoder_kernel: odd encoder kernel size per layer (or one for all).
+      decoder_kernel: even decoder (transposed convolution) kernel size per layer (or one for all).
+      pooling: ``"max"`` or ``"mean"`` per layer (or one for all).
+      activation: ``"tanh"`` or ``"relu"`` per layer (or one for all), used by encoder and decoder.
+      subtract_mean: subtract the per-channel data mean before layer 0.
+    """
+
+    features: tuple = (12,)
+    in_channels: int = 3
+    encoder_kernel: tuple | int = 5
+    decoder_kernel: tuple | int = 6
+    pooling: tuple | str = "max"
+    activation: tuple | str = "tanh"
+    subtract_mean: bool = True
+
+    def __post_init__(self):
+        feats = tuple(self.features) if isinstance(self.features, (tuple, list)) else (self.features,)
+        if len(feats) < 1:
+            raise ValueError("features: expected at least one layer, got an empty sequence")
+        feats = tuple(check_int(f"features[{i}]", f, min_value=1) for i, f in enumerate(feats))
+        n = len(feats)
+        object.__setattr__(self, "features", feats)
+        object.__setattr__(self, "in_channels", check_int("in_channels", self.in_channels, min_value=1))
+        enc = tuple(check_int("encoder_kernel", k, min_value=1) for k in _per_layer("encoder_kernel", self.encoder_kernel, n, int))
+        for k in enc:
+            if k % 2 != 1:
+                raise ValueError(f"encoder_kernel: expected odd sizes (centred 'same' convolution), got {enc}")
+        dec = tuple(check_int("decoder_kernel", k, min_value=2) for k in _per_layer("decoder_kernel", self.decoder_kernel, n, int))
+        for k in dec:
+            if k % 2 != 0:
+                raise ValueError(f"decoder_kernel: expected even sizes (stride-2 upsampling by exactly 2), got {dec}")
+        pool = tuple(check_choice("pooling", p, POOLINGS) for p in _per_layer("pooling", self.pooling, n, str))
+        act = tuple(check_choice("activation", a, ACTIVATIONS) for a in _per_layer("activation", self.activation, n, str))
+        if not isinstance(self.subtract_mean, bool):
+            raise TypeError(f"subtract_mean: expected a bool, got {self.subtract_mean!r}")
+        object.__setattr__(self, "encoder_kernel", enc)
+        object.__setattr__(self, "decoder_kernel", dec)
+        object.__setattr__(self, "pooling", pool)
+        object.__setattr__(self, "activation", act)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.features)
+
+
+def layer_channels(config: AutoencoderConfig) -> tuple:
+    """Channels of ``h^0 .. h^L``: ``(in_channels, *features)``."""
+    return (config.in_channels,) + tuple(config.features)
+
+
+class LayerParams(NamedTuple):
+    """One layer: encoder ``(k, k, C_l, C_{l+1})`` + bias ``(C_{l+1},)``; decoder ``(k', k', C_{l+1}, C_l)`` + bias ``(C_l,)``."""
+
+    enc_w: jax.Array
+    enc_b: jax.Array
+    dec_w: jax.Array
+    dec_b: jax.Array
+
+
+class AutoencoderParams(NamedTuple):
+    """All layers plus the per-channel data mean ``(in_channels,)`` (zeros without mean subtraction; never trained)."""
+
+    layers: tuple
+    mean: jax.Array
+
+
+def init_params(key, config: AutoencoderConfig, *, std: float = 0.1, mean=None, dtype=jnp.float32) -> AutoencoderParams:
+    """Gaussian weights (std 0.1 as in the source's Caffe models), zero biases.
+
+    Args:
+      key: a PRNG key.
+      config: the architecture.
+      std: standard deviation of the weights.
+      mean: per-channel data mean ``(in_channels,)`` subtracted before layer 0 (ignored, zeros,
+        when ``config.subtract_mean`` is False; default zeros).
+    """
+    if not isinstance(config, AutoencoderConfig):
+        raise TypeError(f"config: expected an AutoencoderConfig, got {type(config).__name__}")
+    check_positive("std", std)
+    chans = layer_channels(config)
+    keys = jax.random.split(key, 2 * config.n_layers)
+    layers = []
+    for l in range(config.n_layers):
+        ke, kd = config.encoder_kernel[l], config.decoder_kernel[l]
+        cin, cout = chans[l], chans[l + 1]
+        layers.append(
+            LayerParams(
+                enc_w=std * jax.random.normal(keys[2 * l], (ke, ke, cin, cout), dtype),
+                enc_b=jnp.zeros((cout,), dtype),
+                dec_w=std * jax.random.normal(keys[2 * l + 1], (kd, kd, cout, cin), dtype),
+                dec_b=jnp.zeros((cin,), dtype),
+            )
+        )
+    m = jnp.zeros((config.in_channels,), dtype)
+    if mean is not None and config.subtract_mean:
+        m = check_array("mean", mean, shape=(config.in_channels,)).astype(dtype)
+    return AutoencoderParams(layers=tuple(layers), mean=m)
+
+
+def random_feedback_params(key, config: AutoencoderConfig, *, power: int = 5, dtype=jnp.float32) -> AutoencoderParams:
+    """Random weights and biases ``U(-1, 1)**power`` (odd power keeps the sign), the feedback program's startup weights."""
+    power = check_int("power", power, min_value=1)
+    base = init_params(key, config, dtype=dtype)
+    leaves, tree = jax.tree_util.tree_flatten(base.layers)
+    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+    leaves = [jax.random.uniform(k, x.shape, dtype, -1.0, 1.0) ** power for k, x in zip(keys, leaves)]
+    return AutoencoderParams(layers=jax.tree_util.tree_unflatten(tree, leaves), mean=base.mean)
+
+
+# ---------------------------------------------------------------- primitives
+
+def _last_axis(v, like):
+    """Reshape a per-channel vector ``(C,)`` to broadcast against ``like`` ``(..., C)`` without rank promotion."""
+    return v.astype(like.dtype).reshape((1,) * (like.ndim - 1) + v.shape)
+
+
+def _activate(x, activation: str):
+    return jnp.tanh(x) if activation == "tanh" else jax.nn.relu(x)
+
+
+def _pad(x, before: int, after: int, padding: str):
+    widths = [(0, 0)] * (x.ndim - 3) + [(before, after), (before, after), (0, 0)]
+    return jnp.pad(x, widths, mode="wrap" if padding == "circular" else "constant")
+
+
+def _taps_matmul(xp, w, starts_y, starts_x, height: int, width: int):
+    """Correlation as one matmul over stacked shifted views (fast forward and backward on CPU).
+
+    Tap ``(a, c)`` of ``w`` ``(ty, tx, C, Cout)`` reads ``xp[..., starts_y[a]:+height, starts_x[c]:+width, :]``.
+    """
+    cols = [xp[..., sy : sy + height, sx : sx + width, :] for sy in starts_y for sx in starts_x]
+    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
+    return patches @ w.astype(xp.dtype).reshape(-1, w.shape[-1])
+
+
+def _pool(x, pooling: str):
+    *lead, h, w, c = x.shape
+    x = x.reshape(tuple(lead) + (h // 2, 2, w // 2, 2, c))
+    return x.max(axis=(-4, -2)) if pooling == "max" else x.mean(axis=(-4, -2))
+
+
+def encode_layer(layer: LayerParams, h, *, pooling: str, activation: str, padding: str = "zero"):
+    """``h^l (..., H, W, C_l) -> h^{l+1} (..., H/2, W/2, C_{l+1})`` without input checks (use :func:`encode`)."""
+    k = layer.enc_w.shape[0]
+    z = _taps_matmul(_pad(h, k // 2, k // 2, padding), layer.enc_w, range(k), range(k), h.shape[-3], h.shape[-2])
+    z = z + _last_axis(layer.enc_b, z)
+    return _pool(_activate(z, activation), pooling)
+
+
+def decode_layer(layer: LayerParams, h, *, activation: str, padding: str = "zero"):
+    """``h^{l+1} (..., H, W, C_{l+1}) -> h^l (..., 2H, 2W, C_l)``: stride-2 transposed convolution, bias, activation.
+
+    Caffe's Deconvolution with stride 2 and pad ``k/2 - 1`` (correlation of the zero-inserted map
+    padded by ``k/2`` before and ``k/2 - 1`` after), computed as four ``k/2 x k/2`` phase
+    correlations on the coarse grid.
+    """
+    k = layer.dec_w.shape[0]
+    hh, ww = h.shape[-3], h.shape[-2]
+    pad = k // 2
+    hp = _pad(h, pad, pad, padding)
+    # output phase p (row 2m + p) collects the taps u with u + p - k/2 even, reading h[m + (u + p - k/2) / 2]
+    taps = [[u for u in range(k) if (u + ph - k // 2) % 2 == 0] for ph in (0, 1)]
+    starts = [[pad + (u + ph - k // 2) // 2 for u in taps[ph]] for ph in (0, 1)]
+    rows = []
+    for py in (0, 1):
+        cols = []
+        for px in (0, 1):
+            w = layer.dec_w[jnp.asarray(taps[py])][:, jnp.asarray(taps[px])]
+            cols.append(_taps_matmul(hp, w, starts[py], starts[px], hh, ww))
+        rows.append(jnp.stack(cols, axis=-2))  # (..., H, W, 2, C)
+    z = jnp.stack(rows, axis=-4)  # (..., H, 2, W, 2, C)
+    z = z.reshape(z.shape[:-5] + (2 * hh, 2 * ww, z.shape[-1]))
+    z = z + _last_axis(layer.dec_b, z)
+    return _activate(z, activation)
+
+
+# ---------------------------------------------------------------- checked public API
+
+def _check_config(config):
+    if not isinstance(config, AutoencoderConfig):
+        raise TypeError(f"config: expected an AutoencoderConfig, got {type(config).__name__}")
+
+
+def _check_level(config, level) -> int:
+    return check_int("level", level, min_value=0, max_value=config.n_layers - 1)
+
+
+def _check_input(name, x, config, level, *, scale: int = 1):
+    x = check_array(name, x, min_ndim=3, finite=False)
+    c = layer_channels(config)[level]
+    if x.shape[-1] != c:
+        raise ValueError(f"{name}: expected {c} channels (last axis) at level {level}, got shape {tuple(x.shape)}")
+    h, w = x.shape[-3], x.shape[-2]
+    if h % scale or w % scale or h == 0 or w == 0:
+        raise ValueError(
+            f"{name}: expected height and width divisible by {scale} (2**levels to go), got {h}x{w} (shape {tuple(x.shape)})"
+        )
+    return x
+
+
+def encode(params: AutoencoderParams, x, level: int, config: AutoencoderConfig, *, padding: str = "zero"):
+    """Apply the encoder of one layer: ``h^{level+1} = gamma_level(h^level)``.
+
+    Args:
+      params: from :func:`init_params`.
+      x: ``h^level``, ``(..., H, W, C_level)``; at level 0 the raw images (e.g. in [0, 1]).
+      level: ``0 .. L-1``.
+      config: the architecture.
+      padding: ``"zero"`` (training, as Caffe) or ``"circular"`` (wrap-around edges).
+
+    Returns:
+      ``(..., H/2, W/2, C_{level+1})``.
+    """
+    _check_config(config)
+    level = _check_level(config, level)
+    check_choice("padding", padding, PADDINGS)
+    x = _check_input("x", x, config, level, scale=2)
+    if level == 0 and config.subtract_mean:
+        x = x - _last_axis(params.mean, x)
+    return encode_layer(params.layers[level], x, pooling=config.pooling[level], activation=config.activation[level], padding=padding)
+
+
+def decode(params: AutoencoderParams, h, level: int, config: AutoencoderConfig, *, padding: str = "zero"):
+    """Apply the decoder of one layer: ``h^level ~ gamma_level^{-1}(h^{level+1})``.
+
+    Args:
+      h: ``h^{level+1}``, ``(..., H, W, C_{level+1})``.
+      level: ``0 .. L-1``.
+
+    Returns:
+      ``(..., 2H, 2W, C_level)``; at level 0 in image units (the mean added back).
+    """
+    _check_config(config)
+    level = _check_level(config, level)
+    check_choice("padding", padding, PADDINGS)
+    h = _check_input("h", h, config, level + 1)
+    y = decode_layer(params.layers[level], h, activation=config.activation[level], padding=padding)
+    if level == 0 and config.subtract_mean:
+        y = y + _last_axis(params.mean, y)
+    return y
+
+
+def encode_all(params: AutoencoderParams, x, config: AutoencoderConfig, *, padding: str = "zero") -> tuple:
+    """All codes ``(h^1, ..., h^L)`` of images ``x`` ``(..., H, W, C)``, H and W divisible by ``2**L``."""
+    _check_config(config)
+    _check_input("x", x, config, 0, scale=2**config.n_layers)
+    codes, h = [], x
+    for level in range(config.n_layers):
+        h = encode(params, h, level, config, padding=padding)
+        codes.append(h)
+    return tuple(codes)
+
+
+def apply(params: AutoencoderParams, x, config: AutoencoderConfig, *, padding: str = "zero"):
+    """Reconstruct ``x`` ``(..., H, W, C)`` through all layers: encode up to ``h^L``, decode back down."""
+    h = encode_all(params, x, config, padding=padding)[-1]
+    for level in reversed(range(config.n_layers)):
+        h = decode(params, h, level, config, padding=padding)
+    return h
