@@ -10,6 +10,8 @@ TINY = {
     "homeostasis": ["--n-iter", "32", "--n-seeds", "1", "--methods", "None", "HEH"],
     "invariance": ["--epochs", "1", "--frames", "600", "--n-seeds", "2"],
     "lgn-metamers": ["--iters", "20", "--eigen-size", "32", "--eigen-steps", "20"],
+    "retina": ["--size", "12", "--fit-steps", "5"],
+    "feature-feedback": ["--steps", "10", "--feedback-size", "32", "--frames", "8"],
 }
 
 
