@@ -7,13 +7,17 @@ band over seeds (Fig. 1B / 3B).
 
     vision-jax homeostasis                      # quick: about a minute on a 2-core CPU
     vision-jax homeostasis --full               # the paper's sizes (676 atoms, 4096 iterations)
+    vision-jax homeostasis --sweep              # final F over eta_homeo x method x seed (Fig. 2B)
 """
+import itertools
 import shutil
 
 from vision_jax import runner
 
 DESCRIPTION = "sparse coding with homeostasis: None/OLS/HEH/HAP/EMP compared on natural images (main job)"
 
+SWEEP_QUICK = dict(n_atoms=144, n_iter=192, batch_size=256, n_patches=8192, n_seeds=2, record_every=32)
+SWEEP_FULL = dict(n_atoms=676, n_iter=2048, batch_size=1024, n_patches=65520, n_seeds=3, record_every=64)
 QUICK = dict(n_atoms=324, n_iter=384, batch_size=512, n_patches=16384, n_seeds=3, record_every=32)
 FULL = dict(n_atoms=676, n_iter=4096, batch_size=4096, n_patches=65520, n_seeds=4, record_every=32)
 
@@ -26,6 +30,12 @@ def add_arguments(parser):
     parser.add_argument("--eta", type=float, default=0.02, help="dictionary learning rate (Adam)")
     parser.add_argument("--eta-homeo", type=float, default=0.01, help="homeostasis rate")
     parser.add_argument("--fresh", action="store_true", help="discard checkpoints of an earlier run in --out")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of one run per method, scan eta_homeo (the paper's Fig. 2B): final F per method x eta_homeo x seed")
+    parser.add_argument("--sweep-values", type=float, nargs="+", default=None,
+                        help="eta_homeo values of --sweep (default 5 log-spaced values from 0.001 to 0.1)")
+    parser.add_argument("--sweep-batch", type=int, default=2,
+                        help="runs computed together in --sweep (vmapped; the rest in sequence inside the same compiled call)")
 
 
 def _p_cum_figure(p_cum, methods):
@@ -44,6 +54,70 @@ def _p_cum_figure(p_cum, methods):
     return fig
 
 
+def _run_sweep(args, settings, patches, k_learn):
+    """Final F of every method x eta_homeo x seed, all in one compiled call of vision_jax.sweep."""
+    import jax
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from jax import lax
+
+    from vision_jax import sparse
+    from vision_jax.sweep import sweep
+
+    values = args.sweep_values or list(np.geomspace(0.001, 0.1, 5))
+    n_chunks = -(-settings["n_iter"] // settings["record_every"])
+    record_patches = patches[np.linspace(0, patches.shape[0] - 1, 1024).astype(int)]
+    dtype = patches.dtype
+
+    # 1/f-noise initial dictionaries (numpy) are drawn here, one per seed; the seed ("init") is a grid axis.
+    seed_keys = jax.random.split(k_learn, settings["n_seeds"])
+    inits = jnp.stack([sparse.init_dictionary(k, np.asarray(patches), settings["n_atoms"]) for k in seed_keys])
+
+    def final_cost(key, hyper):
+        seed = hyper["init"].astype(jnp.int32)
+        f = lambda v: jnp.asarray(v, dtype)  # noqa: E731
+        config = sparse.LearnConfig(hyper["method"].astype(jnp.int32), f(args.eta), f(hyper["eta_homeo"]), f(0.05), f(3.0),
+                                    f(0.95), f(0.99), f(0.99))
+        state = sparse.init_learning(jax.random.fold_in(key, seed), inits[seed], config)
+
+        def chunk(s, _):
+            return sparse.learn_chunk(s, config, patches, record_patches, n_iter=settings["record_every"], n_steps=args.n_steps,
+                                      batch_size=settings["batch_size"])
+
+        _, records = lax.scan(chunk, state, None, length=n_chunks)
+        return {"F": records.F[-1], "F_curve": records.F}
+
+    grid = {"method": [float(sparse.method_index(m)) for m in args.methods], "eta_homeo": [float(v) for v in values],
+            "init": [float(i) for i in range(settings["n_seeds"])]}
+    n_runs = len(args.methods) * len(values) * settings["n_seeds"]
+    print(f"sweep: {len(args.methods)} methods x {len(values)} eta_homeo x {settings['n_seeds']} seeds = {n_runs} runs "
+          f"of {n_chunks * settings['record_every']} iterations, one compiled call")
+    res = sweep(final_cost, grid, key=k_learn, batch_size=args.sweep_batch)
+    F = res.reshape()["F"].reshape(len(args.methods), len(values), settings["n_seeds"])
+    with open(runner.prepare_out(args.out) / "sweep.csv", "w") as csv:
+        csv.write("method,eta_homeo,seed,final_F\n")
+        for (m, method), (j, v), s in itertools.product(enumerate(args.methods), enumerate(values), range(settings["n_seeds"])):
+            csv.write(f"{method},{v:.6g},{s},{F[m, j, s]:.6f}\n")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for m, method in enumerate(args.methods):
+        mean, sd = F[m].mean(-1), F[m].std(-1)
+        ax.semilogx(values, mean, "o-", label=method)
+        ax.fill_between(values, mean - sd, mean + sd, alpha=0.2)
+    ax.set_xlabel("eta_homeo")
+    ax.set_ylabel(f"final F ({n_chunks * settings['record_every']} iterations)")
+    ax.legend(fontsize=8)
+    ax.set_title("homeostasis rate scan (mean ± sd over seeds)", fontsize=9)
+    runner.save_figure(fig, args.out, "sweep_eta_homeo")
+    best = {method: float(values[int(np.argmin(F[m].mean(-1)))]) for m, method in enumerate(args.methods)}
+    for m, method in enumerate(args.methods):
+        print(f"  {method:5s} " + "  ".join(f"{v:.3g}: {F[m, j].mean():.4f}" for j, v in enumerate(values)))
+    return {"settings": {**settings, "n_steps": args.n_steps, "eta": args.eta, "seed": args.seed, "sweep_batch": args.sweep_batch},
+            "eta_homeo": values,
+            "final_F": {method: {"mean": F[m].mean(-1), "sd": F[m].std(-1)} for m, method in enumerate(args.methods)},
+            "best_eta_homeo": best}
+
+
 def run(args):
     import jax
     import jax.numpy as jnp
@@ -51,7 +125,10 @@ def run(args):
 
     from vision_jax import data, plot, sparse
 
-    settings = dict(FULL if args.full else QUICK)
+    if args.sweep:
+        settings = dict(SWEEP_FULL if args.full else SWEEP_QUICK)
+    else:
+        settings = dict(FULL if args.full else QUICK)
     if args.n_seeds is not None:
         settings["n_seeds"] = args.n_seeds
     if args.n_iter is not None:
@@ -59,6 +136,8 @@ def run(args):
     key = jax.random.key(args.seed)
     k_data, k_learn = jax.random.split(key)
     patches = jnp.asarray(data.extract_patches(data.natural_images(), key=k_data, n_patches=settings["n_patches"]))
+    if args.sweep:
+        return _run_sweep(args, settings, patches, k_learn)
     print(f"{patches.shape[0]} patches of {patches.shape[1]} pixels; {len(args.methods)} methods x {settings['n_seeds']} seeds, "
           f"{settings['n_iter']} iterations of {settings['batch_size']} patches, {settings['n_atoms']} atoms")
 

@@ -25,3 +25,16 @@ def test_experiment_runs(name, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["wall_time_s"] > 0
     assert list(tmp_path.glob("*.png")), "no figure written"
+
+
+def test_homeostasis_sweep_writes_one_row_per_run(tmp_path):
+    args = ["homeostasis", "--sweep", "--out", str(tmp_path), "--n-iter", "32", "--n-seeds", "2", "--methods", "None", "HEH",
+            "--sweep-values", "0.01", "0.05"]
+    assert cli.main(args) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    rows = (tmp_path / "sweep.csv").read_text().splitlines()
+    assert rows[0] == "method,eta_homeo,seed,final_F" and len(rows) == 1 + 2 * 2 * 2
+    finals = [float(r.split(",")[-1]) for r in rows[1:]]
+    assert all(0 < f < 2 for f in finals) and len(set(finals)) == len(finals)  # every run is its own
+    assert set(metrics["best_eta_homeo"]) == {"None", "HEH"}
+    assert (tmp_path / "sweep_eta_homeo.png").exists()

@@ -82,6 +82,21 @@ def test_static_values_compile_separately():
     assert res.table()["method"].tolist() == ["double", "double", "triple", "triple"]
 
 
+def test_a_repeated_sweep_reuses_the_compiled_program():
+    traces = []
+
+    def f(key, hyper):
+        traces.append(hyper["method"])
+        return {"y": hyper["x"] * jax.random.uniform(key)}
+
+    first = sw.sweep(f, {"method": ["a"], "x": [1.0, 2.0]}, key=jax.random.key(0), n_seeds=2)
+    again = sw.sweep(f, {"method": ["a"], "x": [3.0, 4.0]}, key=jax.random.key(1), n_seeds=2)
+    assert traces == ["a"], "the second sweep (same function, static values and shapes) traced again"
+    assert not np.allclose(first.outputs["y"], again.outputs["y"])
+    sw.sweep(f, {"method": ["b"], "x": [1.0, 2.0]}, key=jax.random.key(0), n_seeds=2)
+    assert traces == ["a", "b"]
+
+
 @pytest.mark.parametrize(
     "grid, exc, match",
     [

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import itertools
 import numbers
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -182,19 +183,31 @@ def _pad_rows(tree, n_pad: int):
     return jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], n_pad, axis=0)], axis=0), tree)
 
 
-def _run_flat(fn, keys, hypers, *, batch_size, mesh):
-    """Run ``fn`` over the leading axis of (keys, hypers); returns host numpy leaves."""
-    n = keys.shape[0]
-    one = jax.vmap(fn)
+@lru_cache(maxsize=64)
+def _compiled(fn, static: tuple, batch_size, sharding):
+    """One jitted, vmapped runner per (function, static values, batch size, sharding).
+
+    Cached, so a sweep called again with the same function and static values (with other numeric
+    values, keys or seeds of the same shapes) reuses the compiled program.
+    """
+    static_dict = dict(static)
+
+    def one(k, h):
+        return fn(k, {**h, **static_dict})
 
     if batch_size is not None:
         def run(k, h):
-            return jax.lax.map(lambda kh: fn(*kh), (k, h), batch_size=batch_size)
+            return jax.lax.map(lambda kh: one(*kh), (k, h), batch_size=batch_size)
     else:
-        run = one
+        run = jax.vmap(one)
+    return jax.jit(run) if sharding is None else jax.jit(run, out_shardings=sharding)
 
+
+def _run_flat(fn, static: tuple, keys, hypers, *, batch_size, mesh):
+    """Run ``fn`` over the leading axis of (keys, hypers); returns host numpy leaves."""
+    n = keys.shape[0]
     if mesh is None:
-        return jax.tree.map(np.asarray, jax.jit(run)(keys, hypers))
+        return jax.tree.map(np.asarray, _compiled(fn, static, batch_size, None)(keys, hypers))
 
     n_dev = mesh.devices.size
     n_pad = (-n) % n_dev
@@ -205,7 +218,7 @@ def _run_flat(fn, keys, hypers, *, batch_size, mesh):
         keys_p, hypers_p = jax.device_put((keys_p, hypers_p), sharding)
     else:
         keys_p, hypers_p = _process_local_share((keys_p, hypers_p), mesh, sharding)
-    out = jax.jit(run, out_shardings=sharding)(keys_p, hypers_p)
+    out = _compiled(fn, static, batch_size, sharding)(keys_p, hypers_p)
     out = _gather(out)
     return jax.tree.map(lambda x: np.asarray(x)[:n], out)
 
@@ -290,15 +303,10 @@ def sweep(
 
     pieces, index = [], []
     for static_values, rows in groups.items():
-        static = dict(zip(g.static, static_values))
         rows_a = np.asarray(rows)
         numeric = {k: jnp.asarray(np.repeat(v[rows_a], n_seeds, axis=0)) for k, v in g.numeric.items()}
         keys = seed_keys[np.tile(np.arange(n_seeds), len(rows))]
-
-        def bound(k, h, static=static):
-            return fn(k, {**h, **static})
-
-        pieces.append(_run_flat(bound, keys, numeric, batch_size=batch_size, mesh=mesh))
+        pieces.append(_run_flat(fn, tuple(zip(g.static, static_values)), keys, numeric, batch_size=batch_size, mesh=mesh))
         index.append(np.concatenate([np.arange(r * n_seeds, (r + 1) * n_seeds) for r in rows]))
     order = np.argsort(np.concatenate(index))
     outputs = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0)[order], *pieces)
