@@ -10,10 +10,13 @@ before layer 0 and added back after its decoder.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
 from vision_jax._checks import check_array, check_choice, check_int, check_positive
 
@@ -118,8 +121,46 @@ class AutoencoderParams(NamedTuple):
     mean: jax.Array
 
 
+@partial(jax.jit, static_argnames=("n", "dist", "dtype"))
+def _draw_jit(key, *, n: int, dist: str, dtype):
+    if dist == "normal":
+        return jax.random.normal(key, (n,), dtype)
+    return jax.random.uniform(key, (n,), dtype, -1.0, 1.0)
+
+
+def draw_flat(key, n: int, dist: str, dtype=jnp.float32) -> np.ndarray:
+    """``n`` standard normal (``dist="normal"``) or ``U(-1, 1)`` (``"uniform"``) numbers in one call, as numpy.
+
+    The draw is made at the next power of two and cut, so that every size up to it reuses one
+    compiled program (an eager draw of each new shape would compile anew).
+    """
+    size = 1 << max(int(n) - 1, 0).bit_length()
+    return np.asarray(_draw_jit(key, n=size, dist=dist, dtype=np.dtype(dtype)))[:n]
+
+
+def _split_flat(flat: np.ndarray, shapes, dtype) -> list:
+    out, i = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(jnp.asarray(flat[i : i + size].reshape(shape), dtype))
+        i += size
+    return out
+
+
+def _weight_shapes(config: AutoencoderConfig) -> list:
+    chans = layer_channels(config)
+    shapes = []
+    for l in range(config.n_layers):
+        ke, kd = config.encoder_kernel[l], config.decoder_kernel[l]
+        shapes += [(ke, ke, chans[l], chans[l + 1]), (kd, kd, chans[l + 1], chans[l])]
+    return shapes
+
+
 def init_params(key, config: AutoencoderConfig, *, std: float = 0.1, mean=None, dtype=jnp.float32) -> AutoencoderParams:
     """Gaussian weights (std 0.1 as in the source's Caffe models), zero biases.
+
+    All weights come from one draw of ``key`` (one compiled program for every configuration of
+    similar size).
 
     Args:
       key: a PRNG key.
@@ -130,35 +171,35 @@ def init_params(key, config: AutoencoderConfig, *, std: float = 0.1, mean=None, 
     """
     if not isinstance(config, AutoencoderConfig):
         raise TypeError(f"config: expected an AutoencoderConfig, got {type(config).__name__}")
-    check_positive("std", std)
+    std = float(check_positive("std", std))
     chans = layer_channels(config)
-    keys = jax.random.split(key, 2 * config.n_layers)
-    layers = []
-    for l in range(config.n_layers):
-        ke, kd = config.encoder_kernel[l], config.decoder_kernel[l]
-        cin, cout = chans[l], chans[l + 1]
-        layers.append(
-            LayerParams(
-                enc_w=std * jax.random.normal(keys[2 * l], (ke, ke, cin, cout), dtype),
-                enc_b=jnp.zeros((cout,), dtype),
-                dec_w=std * jax.random.normal(keys[2 * l + 1], (kd, kd, cout, cin), dtype),
-                dec_b=jnp.zeros((cin,), dtype),
-            )
-        )
-    m = jnp.zeros((config.in_channels,), dtype)
+    shapes = _weight_shapes(config)
+    flat = std * draw_flat(key, sum(int(np.prod(s)) for s in shapes), "normal", dtype)
+    weights = _split_flat(flat, shapes, dtype)
+    layers = tuple(
+        LayerParams(enc_w=weights[2 * l], enc_b=jnp.asarray(np.zeros(chans[l + 1]), dtype),
+                    dec_w=weights[2 * l + 1], dec_b=jnp.asarray(np.zeros(chans[l]), dtype))
+        for l in range(config.n_layers)
+    )
+    m = jnp.asarray(np.zeros(config.in_channels), dtype)
     if mean is not None and config.subtract_mean:
-        m = check_array("mean", mean, shape=(config.in_channels,)).astype(dtype)
-    return AutoencoderParams(layers=tuple(layers), mean=m)
+        m = jnp.asarray(np.asarray(check_array("mean", mean, shape=(config.in_channels,))), dtype)
+    return AutoencoderParams(layers=layers, mean=m)
 
 
 def random_feedback_params(key, config: AutoencoderConfig, *, power: int = 5, dtype=jnp.float32) -> AutoencoderParams:
     """Random weights and biases ``U(-1, 1)**power`` (odd power keeps the sign), the feedback program's startup weights."""
+    if not isinstance(config, AutoencoderConfig):
+        raise TypeError(f"config: expected an AutoencoderConfig, got {type(config).__name__}")
     power = check_int("power", power, min_value=1)
-    base = init_params(key, config, dtype=dtype)
-    leaves, tree = jax.tree_util.tree_flatten(base.layers)
-    keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
-    leaves = [jax.random.uniform(k, x.shape, dtype, -1.0, 1.0) ** power for k, x in zip(keys, leaves)]
-    return AutoencoderParams(layers=jax.tree_util.tree_unflatten(tree, leaves), mean=base.mean)
+    chans = layer_channels(config)
+    shapes = []
+    for l, (ew, dw) in enumerate(zip(_weight_shapes(config)[::2], _weight_shapes(config)[1::2])):
+        shapes += [ew, (chans[l + 1],), dw, (chans[l],)]
+    flat = draw_flat(key, sum(int(np.prod(s)) for s in shapes), "uniform", dtype).astype(np.float64) ** power
+    leaves = _split_flat(flat, shapes, dtype)
+    layers = tuple(LayerParams(*leaves[4 * l : 4 * l + 4]) for l in range(config.n_layers))
+    return AutoencoderParams(layers=layers, mean=jnp.asarray(np.zeros(config.in_channels), dtype))
 
 
 # ---------------------------------------------------------------- primitives
@@ -177,14 +218,13 @@ def _pad(x, before: int, after: int, padding: str):
     return jnp.pad(x, widths, mode="wrap" if padding == "circular" else "constant")
 
 
-def _taps_matmul(xp, w, starts_y, starts_x, height: int, width: int):
-    """Correlation as one matmul over stacked shifted views (fast forward and backward on CPU).
+_DIMS = ("NHWC", "HWIO", "NHWC")
 
-    Tap ``(a, c)`` of ``w`` ``(ty, tx, C, Cout)`` reads ``xp[..., starts_y[a]:+height, starts_x[c]:+width, :]``.
-    """
-    cols = [xp[..., sy : sy + height, sx : sx + width, :] for sy in starts_y for sx in starts_x]
-    patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
-    return patches @ w.astype(xp.dtype).reshape(-1, w.shape[-1])
+
+def _as_batch(x):
+    """``(..., H, W, C)`` -> ``(N, H, W, C)`` and the function that restores the leading axes."""
+    lead = x.shape[:-3]
+    return x.reshape((-1,) + x.shape[-3:]), (lambda y: y.reshape(lead + y.shape[1:]))
 
 
 def _pool(x, pooling: str):
@@ -196,36 +236,35 @@ def _pool(x, pooling: str):
 def encode_layer(layer: LayerParams, h, *, pooling: str, activation: str, padding: str = "zero"):
     """``h^l (..., H, W, C_l) -> h^{l+1} (..., H/2, W/2, C_{l+1})`` without input checks (use :func:`encode`)."""
     k = layer.enc_w.shape[0]
-    z = _taps_matmul(_pad(h, k // 2, k // 2, padding), layer.enc_w, range(k), range(k), h.shape[-3], h.shape[-2])
+    x, restore = _as_batch(h)
+    w = layer.enc_w.astype(x.dtype)
+    if padding == "circular":
+        z = lax.conv_general_dilated(_pad(x, k // 2, k // 2, padding), w, (1, 1), "VALID", dimension_numbers=_DIMS)
+    else:
+        z = lax.conv_general_dilated(x, w, (1, 1), [(k // 2, k // 2)] * 2, dimension_numbers=_DIMS)
     z = z + _last_axis(layer.enc_b, z)
-    return _pool(_activate(z, activation), pooling)
+    return restore(_pool(_activate(z, activation), pooling))
 
 
 def decode_layer(layer: LayerParams, h, *, activation: str, padding: str = "zero"):
     """``h^{l+1} (..., H, W, C_{l+1}) -> h^l (..., 2H, 2W, C_l)``: stride-2 transposed convolution, bias, activation.
 
-    Caffe's Deconvolution with stride 2 and pad ``k/2 - 1`` (correlation of the zero-inserted map
-    padded by ``k/2`` before and ``k/2 - 1`` after), computed as four ``k/2 x k/2`` phase
-    correlations on the coarse grid.
+    Caffe's Deconvolution with stride 2 and pad ``k/2 - 1``: ``out[2i - k/2 + 1 + a] += h[i] @ w[k-1-a]``,
+    i.e. a correlation of the zero-inserted map padded by ``k/2`` on each side. With circular
+    padding the coarse map is first wrapped by ``k/4 + 1`` samples and the centre kept.
     """
     k = layer.dec_w.shape[0]
-    hh, ww = h.shape[-3], h.shape[-2]
-    pad = k // 2
-    hp = _pad(h, pad, pad, padding)
-    # output phase p (row 2m + p) collects the taps u with u + p - k/2 even, reading h[m + (u + p - k/2) / 2]
-    taps = [[u for u in range(k) if (u + ph - k // 2) % 2 == 0] for ph in (0, 1)]
-    starts = [[pad + (u + ph - k // 2) // 2 for u in taps[ph]] for ph in (0, 1)]
-    rows = []
-    for py in (0, 1):
-        cols = []
-        for px in (0, 1):
-            w = layer.dec_w[jnp.asarray(taps[py])][:, jnp.asarray(taps[px])]
-            cols.append(_taps_matmul(hp, w, starts[py], starts[px], hh, ww))
-        rows.append(jnp.stack(cols, axis=-2))  # (..., H, W, 2, C)
-    z = jnp.stack(rows, axis=-4)  # (..., H, 2, W, 2, C)
-    z = z.reshape(z.shape[:-5] + (2 * hh, 2 * ww, z.shape[-1]))
+    x, restore = _as_batch(h)
+    hh, ww = x.shape[1], x.shape[2]
+    w = layer.dec_w.astype(x.dtype)
+    r = k // 4 + 1 if padding == "circular" else 0
+    if r:
+        x = _pad(x, r, r, padding)
+    z = lax.conv_general_dilated(x, w, (1, 1), [(k // 2, k // 2)] * 2, lhs_dilation=(2, 2), dimension_numbers=_DIMS)
+    if r:
+        z = z[:, 2 * r : 2 * r + 2 * hh, 2 * r : 2 * r + 2 * ww]
     z = z + _last_axis(layer.dec_b, z)
-    return _activate(z, activation)
+    return restore(_activate(z, activation))
 
 
 # ---------------------------------------------------------------- checked public API
@@ -252,8 +291,47 @@ def _check_input(name, x, config, level, *, scale: int = 1):
     return x
 
 
+@partial(jax.jit, static_argnames=("level", "config", "padding"))
+def _encode_jit(params, x, *, level, config, padding):
+    if level == 0 and config.subtract_mean:
+        x = x - _last_axis(params.mean, x)
+    return encode_layer(params.layers[level], x, pooling=config.pooling[level], activation=config.activation[level], padding=padding)
+
+
+@partial(jax.jit, static_argnames=("level", "config", "padding"))
+def _decode_jit(params, h, *, level, config, padding):
+    y = decode_layer(params.layers[level], h, activation=config.activation[level], padding=padding)
+    if level == 0 and config.subtract_mean:
+        y = y + _last_axis(params.mean, y)
+    return y
+
+
+@partial(jax.jit, static_argnames=("config", "padding"))
+def _encode_all_jit(params, x, *, config, padding):
+    codes, h = [], x
+    for level in range(config.n_layers):
+        h = _encode_jit(params, h, level=level, config=config, padding=padding)
+        codes.append(h)
+    return tuple(codes)
+
+
+@partial(jax.jit, static_argnames=("config", "padding"))
+def _apply_jit(params, x, *, config, padding):
+    h = _encode_all_jit(params, x, config=config, padding=padding)[-1]
+    for level in reversed(range(config.n_layers)):
+        h = _decode_jit(params, h, level=level, config=config, padding=padding)
+    return h
+
+
+def _check_params(params, config):
+    if not isinstance(params, AutoencoderParams):
+        raise TypeError(f"params: expected AutoencoderParams, got {type(params).__name__}")
+    if len(params.layers) != config.n_layers:
+        raise ValueError(f"params: expected {config.n_layers} layers for this config, got {len(params.layers)}")
+
+
 def encode(params: AutoencoderParams, x, level: int, config: AutoencoderConfig, *, padding: str = "zero"):
-    """Apply the encoder of one layer: ``h^{level+1} = gamma_level(h^level)``.
+    """Apply the encoder of one layer: ``h^{level+1} = gamma_level(h^level)`` (compiled once per config, level and shape).
 
     Args:
       params: from :func:`init_params`.
@@ -266,12 +344,11 @@ def encode(params: AutoencoderParams, x, level: int, config: AutoencoderConfig, 
       ``(..., H/2, W/2, C_{level+1})``.
     """
     _check_config(config)
+    _check_params(params, config)
     level = _check_level(config, level)
     check_choice("padding", padding, PADDINGS)
     x = _check_input("x", x, config, level, scale=2)
-    if level == 0 and config.subtract_mean:
-        x = x - _last_axis(params.mean, x)
-    return encode_layer(params.layers[level], x, pooling=config.pooling[level], activation=config.activation[level], padding=padding)
+    return _encode_jit(params, x, level=level, config=config, padding=padding)
 
 
 def decode(params: AutoencoderParams, h, level: int, config: AutoencoderConfig, *, padding: str = "zero"):
@@ -285,29 +362,26 @@ def decode(params: AutoencoderParams, h, level: int, config: AutoencoderConfig, 
       ``(..., 2H, 2W, C_level)``; at level 0 in image units (the mean added back).
     """
     _check_config(config)
+    _check_params(params, config)
     level = _check_level(config, level)
     check_choice("padding", padding, PADDINGS)
     h = _check_input("h", h, config, level + 1)
-    y = decode_layer(params.layers[level], h, activation=config.activation[level], padding=padding)
-    if level == 0 and config.subtract_mean:
-        y = y + _last_axis(params.mean, y)
-    return y
+    return _decode_jit(params, h, level=level, config=config, padding=padding)
 
 
 def encode_all(params: AutoencoderParams, x, config: AutoencoderConfig, *, padding: str = "zero") -> tuple:
     """All codes ``(h^1, ..., h^L)`` of images ``x`` ``(..., H, W, C)``, H and W divisible by ``2**L``."""
     _check_config(config)
-    _check_input("x", x, config, 0, scale=2**config.n_layers)
-    codes, h = [], x
-    for level in range(config.n_layers):
-        h = encode(params, h, level, config, padding=padding)
-        codes.append(h)
-    return tuple(codes)
+    _check_params(params, config)
+    check_choice("padding", padding, PADDINGS)
+    x = _check_input("x", x, config, 0, scale=2**config.n_layers)
+    return _encode_all_jit(params, x, config=config, padding=padding)
 
 
 def apply(params: AutoencoderParams, x, config: AutoencoderConfig, *, padding: str = "zero"):
     """Reconstruct ``x`` ``(..., H, W, C)`` through all layers: encode up to ``h^L``, decode back down."""
-    h = encode_all(params, x, config, padding=padding)[-1]
-    for level in reversed(range(config.n_layers)):
-        h = decode(params, h, level, config, padding=padding)
-    return h
+    _check_config(config)
+    _check_params(params, config)
+    check_choice("padding", padding, PADDINGS)
+    x = _check_input("x", x, config, 0, scale=2**config.n_layers)
+    return _apply_jit(params, x, config=config, padding=padding)

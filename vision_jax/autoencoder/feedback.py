@@ -28,6 +28,7 @@ from vision_jax.autoencoder._model import (
     AutoencoderParams,
     _check_config,
     decode_layer,
+    draw_flat,
     encode_layer,
     layer_channels,
 )
@@ -129,15 +130,16 @@ def feedback_process(params: AutoencoderParams, config: AutoencoderConfig, *, fb
         for name, m in (("fb", fb), ("tblur", tblur)):
             if not isinstance(m, float) and m.ndim == 2 and m.shape != (height, width):
                 raise ValueError(f"{name}: expected a map of shape ({height}, {width}), got {tuple(m.shape)}")
-        keys = jax.random.split(key, len(chans))
-        layers = []
-        for level, (k, c) in enumerate(zip(keys, chans)):
-            shape = (height >> level, width >> level, c)
-            if kind == "uniform":
-                layers.append(jax.random.uniform(k, shape, dtype, -1.0, 1.0))
-            else:
-                layers.append(jnp.where(jax.random.bernoulli(k, 0.5, shape), 1.0, -1.0).astype(dtype))
-        return FeedbackState(tuple(layers), jnp.zeros((), jnp.int32))
+        shapes = [(height >> level, width >> level, c) for level, c in enumerate(chans)]
+        flat = draw_flat(key, sum(int(np.prod(sh)) for sh in shapes), "uniform", dtype)  # one draw for all layers
+        if kind == "binary":
+            flat = np.where(flat >= 0, 1.0, -1.0)
+        layers, i = [], 0
+        for sh in shapes:
+            size = int(np.prod(sh))
+            layers.append(jnp.asarray(flat[i : i + size].reshape(sh), dtype))
+            i += size
+        return FeedbackState(tuple(layers), jnp.asarray(np.int32(0)))
 
     step_fn = partial(_transition, params, config, fb, tblur, schedule)
     return init_fn, step_fn
