@@ -95,18 +95,22 @@ def test_layers_match_numpy_reference(params2, images, wrap):
 
 def test_relu_without_mean(images):
     cfg = ae.AutoencoderConfig(features=(3,), encoder_kernel=3, decoder_kernel=4, activation="relu", subtract_mean=False)
-    p = ae.init_params(jax.random.key(1), cfg, mean=jnp.ones(3))  # mean ignored without subtract_mean
+    p = ae.init_params(jax.random.key(1), cfg, mean=np.ones(3, np.float32))  # mean ignored without subtract_mean
     np.testing.assert_array_equal(p.mean, np.zeros(3))
     L = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), p.layers[0])
     x = np.asarray(images[1], np.float64)
     h = np_encode(x, L.enc_w, L.enc_b, "max", "relu")
     np.testing.assert_allclose(ae.encode(p, images[1], 0, cfg), h, atol=2e-5)
-    assert float(jnp.min(ae.apply(p, images, cfg))) >= 0.0
+    assert np.asarray(ae.apply(p, images, cfg)).min() >= 0.0
+
+
+SGD = optax.sgd(0.05, momentum=0.9)  # one object: every training call with it shares compiled programs
 
 
 def test_greedy_stacking_freezes_lower_layer(params2, images):
-    opt = optax.sgd(0.05, momentum=0.9)
+    opt = SGD
     p1, _ = ae.train_layer(params2, images, 0, CFG2, key=jax.random.key(1), optimizer=opt, steps=3, batch_size=2)
+    compiled = ae._training._train_chunk._cache_size()
     codes = ae.encode(p1, images, 0, CFG2)
     p2, _ = ae.train_layer(p1, codes, 1, CFG2, key=jax.random.key(2), optimizer=opt, steps=3, batch_size=2)
     for a, b in zip(jax.tree_util.tree_leaves(p1.layers[0]), jax.tree_util.tree_leaves(p2.layers[0])):
@@ -114,9 +118,37 @@ def test_greedy_stacking_freezes_lower_layer(params2, images):
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p1.layers[1]), jax.tree_util.tree_leaves(p2.layers[1])))
     np.testing.assert_array_equal(p2.mean, params2.mean)
     # train_greedy does the same, then fine-tuning moves every layer
-    pg, hist = ae.train_greedy(params2, images, CFG2, key=jax.random.key(3), optimizer=opt, steps_per_layer=2, finetune_steps=2, batch_size=2)
-    assert [h.shape for h in hist.layer_losses] == [(2,), (2,)] and hist.finetune_losses.shape == (2,)
+    pg, hist = ae.train_greedy(params2, images, CFG2, key=jax.random.key(3), optimizer=opt, steps_per_layer=3, finetune_steps=3, batch_size=2)
+    assert [h.shape for h in hist.layer_losses] == [(3,), (3,)] and hist.finetune_losses.shape == (3,)
+    # the layer stages reused the programs compiled above; only fine-tuning compiled anew
+    assert ae._training._train_chunk._cache_size() == compiled + 2
     assert not np.array_equal(pg.layers[0].enc_w, params2.layers[0].enc_w)
+
+
+def test_interrupted_training_resumes_to_the_same_result(params2, images, tmp_path, monkeypatch):
+    from vision_jax.checkpoint import latest_step
+
+    kw = dict(key=jax.random.key(7), optimizer=SGD, steps=7, batch_size=2, chunk_steps=3)  # chunks of 3, 3, 1 (+2 idle)
+    ref, ref_losses = ae.train_layer(params2, images, 0, CFG2, **kw)
+    real = ae._training._train_chunk
+
+    def interrupted(carry, index, *args, **kwargs):
+        if int(index) == 2:
+            raise KeyboardInterrupt
+        return real(carry, index, *args, **kwargs)
+
+    monkeypatch.setattr(ae._training, "_train_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ae.train_layer(params2, images, 0, CFG2, checkpoint_dir=tmp_path, **kw)
+    monkeypatch.setattr(ae._training, "_train_chunk", real)
+    assert latest_step(tmp_path) == 2
+    p, losses = ae.train_layer(params2, images, 0, CFG2, checkpoint_dir=tmp_path, **kw)
+    np.testing.assert_array_equal(losses, ref_losses)
+    assert losses.shape == (7,)
+    for a, b in zip(jax.tree_util.tree_leaves(p), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="other arguments"):
+        ae.train_layer(params2, images, 0, CFG2, checkpoint_dir=tmp_path, **{**kw, "steps": 6})
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +160,7 @@ def crops():
 def trained_one_layer(crops):
     images = crops
     cfg = ae.AutoencoderConfig(features=(12,), encoder_kernel=5, decoder_kernel=6)
-    mean = jnp.mean(images, axis=(0, 1, 2))
+    mean = np.asarray(images).mean(axis=(0, 1, 2))
     p0 = ae.init_params(jax.random.key(4), cfg, mean=mean)
     p, losses = ae.train_layer(p0, images, 0, cfg, key=jax.random.key(5), optimizer=optax.adam(1e-2), steps=300, batch_size=8)
     return cfg, p0, p, losses
@@ -140,7 +172,7 @@ def test_training_reduces_loss(trained_one_layer, crops):
     before = float(ae.layer_loss(p0, images, 0, cfg))
     after = float(ae.layer_loss(p, images, 0, cfg))
     assert after < 0.5 * before
-    assert losses.shape == (300,) and bool(jnp.all(jnp.isfinite(losses)))
+    assert losses.shape == (300,) and np.all(np.isfinite(np.asarray(losses)))
 
 
 def test_trained_layer_beats_cubic_baseline(trained_one_layer, crops):

@@ -9,6 +9,7 @@ from vision_jax.autoencoder.feedback import blur5
 
 CFG = ae.AutoencoderConfig(features=(4, 5), encoder_kernel=3, decoder_kernel=(4, 2), pooling=("max", "mean"))
 H = W = 16
+N = 6  # frames per run: one compiled program for every run of N frames
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def jit_step(process):
 def test_state_shapes_per_layer(state0):
     assert [x.shape for x in state0.layers] == [(16, 16, 3), (8, 8, 4), (4, 4, 5)]
     assert int(state0.frame) == 0
-    assert all(float(jnp.max(jnp.abs(x))) <= 1.0 for x in state0.layers)
+    assert all(np.abs(np.asarray(x)).max() <= 1.0 for x in state0.layers)
 
 
 def np_blur(x):
@@ -45,9 +46,10 @@ def np_blur(x):
 def test_first_frame_matches_numpy_reference(params, state0, jit_step):
     """Frame 0 updates every layer from the previous state; reference built from numpy pieces."""
     hs = [np.asarray(x, np.float64) for x in state0.layers]
-    np.testing.assert_allclose(blur5(state0.layers[0]), np_blur(hs[0]), atol=1e-6)
-    enc = [np.asarray(ae.encode_layer(params.layers[l], state0.layers[l], pooling=CFG.pooling[l], activation="tanh", padding="circular"), np.float64) for l in range(2)]
-    dec = [np.asarray(ae.decode_layer(params.layers[l], state0.layers[l + 1], activation="tanh", padding="circular"), np.float64) for l in range(2)]
+    np.testing.assert_allclose(jax.jit(blur5)(state0.layers[0]), np_blur(hs[0]), atol=1e-6)
+    # the layers themselves are checked against numpy in test_autoencoder.py (the random params have a zero mean)
+    enc = [np.asarray(ae.encode(params, state0.layers[l], l, CFG, padding="circular"), np.float64) for l in range(2)]
+    dec = [np.asarray(ae.decode(params, state0.layers[l + 1], l, CFG, padding="circular"), np.float64) for l in range(2)]
     ups = [hs[0], enc[0], enc[1]]
     downs = [dec[0], dec[1], hs[2]]
     new = jit_step(state0)
@@ -69,45 +71,46 @@ def test_hierarchical_schedule(state0, jit_step):
 
 
 def test_scan_equals_python_loop_and_bottom_is_visible(params, state0, jit_step):
-    final, frames = ae.run_feedback(params, CFG, state0, 6)
+    final, frames = ae.run_feedback(params, CFG, state0, N)
     s, loop_frames = state0, []
-    for _ in range(6):
+    for _ in range(N):
         s = jit_step(s)
         loop_frames.append(s.layers[0])
     np.testing.assert_allclose(frames, np.stack(loop_frames), atol=1e-6)
     for a, b in zip(final.layers, s.layers):
         np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_array_equal(frames[-1], final.layers[0])
-    assert int(final.frame) == 6
-    _, every2 = ae.run_feedback(params, CFG, state0, 6, record_every=2)
+    assert int(final.frame) == N
+    _, every2 = ae.run_feedback(params, CFG, state0, N, record_every=2)
     np.testing.assert_allclose(every2, frames[1::2], atol=1e-6)
 
 
 def test_wrap_around_commutes_with_circular_shift(params, state0):
     shift = (4, 8)  # multiples of 2**L = 4 so every layer shifts by whole samples
-    shifted = state0._replace(layers=tuple(jnp.roll(x, (shift[0] >> l, shift[1] >> l), axis=(0, 1)) for l, x in enumerate(state0.layers)))
-    _, a = ae.run_feedback(params, CFG, state0, 5)
-    _, b = ae.run_feedback(params, CFG, shifted, 5)
-    np.testing.assert_allclose(jnp.roll(a, shift, axis=(1, 2)), b, atol=1e-5)
+    shifted = state0._replace(layers=tuple(jnp.asarray(np.roll(np.asarray(x), (shift[0] >> l, shift[1] >> l), axis=(0, 1))) for l, x in enumerate(state0.layers)))
+    _, a = ae.run_feedback(params, CFG, state0, N)
+    _, b = ae.run_feedback(params, CFG, shifted, N)
+    np.testing.assert_allclose(np.roll(np.asarray(a), shift, axis=(1, 2)), b, atol=1e-5)
 
 
 def test_spatial_maps_equal_scalars(params, state0):
-    _, a = ae.run_feedback(params, CFG, state0, 4, fb=1.333, tblur=0.5)
-    _, b = ae.run_feedback(params, CFG, state0, 4, fb=jnp.full((H, W), 1.333), tblur=jnp.full((H, W), 0.5))
+    _, a = ae.run_feedback(params, CFG, state0, N, fb=1.333, tblur=0.5)
+    _, b = ae.run_feedback(params, CFG, state0, N, fb=np.full((H, W), 1.333, np.float32), tblur=np.full((H, W), 0.5, np.float32))
     np.testing.assert_allclose(a, b, atol=1e-6)
-    _, c = ae.run_feedback(params, CFG, state0, 4, tblur=jnp.zeros((H, W)).at[:, :8].set(1.0))
+    _, c = ae.run_feedback(params, CFG, state0, N, tblur=np.where(np.arange(W) < 8, 1.0, 0.0).astype(np.float32) * np.ones((H, 1), np.float32))
     np.testing.assert_array_equal(c[-1, :, :8], state0.layers[0][:, :8])  # tblur = 1 freezes that half
 
 
 def test_deterministic_and_bounded_for_1000_frames(params):
     init_fn, _ = ae.feedback_process(params, CFG, fb=3.0, tblur=0.2)
-    s = init_fn(jax.random.key(2), 8, 8, kind="binary")
+    s = init_fn(jax.random.key(2), H, W, kind="binary")
+    assert set(np.unique(np.asarray(s.layers[1]))) == {-1.0, 1.0}
     f1, fr1 = ae.run_feedback(params, CFG, s, 1000, fb=3.0, tblur=0.2, record_every=100)
     f2, fr2 = ae.run_feedback(params, CFG, s, 1000, fb=3.0, tblur=0.2, record_every=100)
     np.testing.assert_array_equal(fr1, fr2)
-    assert all(bool(jnp.all(jnp.abs(x) <= 1.0)) for x in f1.layers)
+    assert all(np.abs(np.asarray(x)).max() <= 1.0 for x in f1.layers)
     r = ae.render_frames(fr1)
-    assert r.shape == (10, 8, 8, 3) and r.min() >= 0 and r.max() <= 1
+    assert r.shape == (10, H, W, 3) and r.min() >= 0 and r.max() <= 1
 
 
 def test_bad_arguments_raise(params, state0):
@@ -119,7 +122,7 @@ def test_bad_arguments_raise(params, state0):
     with pytest.raises(ValueError, match="tblur"):
         ae.feedback_process(params, CFG, tblur=1.5)
     with pytest.raises(ValueError, match="fb"):
-        ae.run_feedback(params, CFG, state0, 2, fb=jnp.ones((8, 8)))
+        ae.run_feedback(params, CFG, state0, 2, fb=np.ones((8, 8), np.float32))
     with pytest.raises(ValueError, match="record_every"):
         ae.run_feedback(params, CFG, state0, 5, record_every=2)
     with pytest.raises(ValueError, match="layer 1"):

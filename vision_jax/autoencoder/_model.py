@@ -121,21 +121,27 @@ class AutoencoderParams(NamedTuple):
     mean: jax.Array
 
 
-@partial(jax.jit, static_argnames=("n", "dist", "dtype"))
-def _draw_jit(key, *, n: int, dist: str, dtype):
-    if dist == "normal":
-        return jax.random.normal(key, (n,), dtype)
-    return jax.random.uniform(key, (n,), dtype, -1.0, 1.0)
+_BLOCK = 1 << 16
+
+
+@jax.jit
+def _bits_block(key, index):
+    return jax.random.bits(jax.random.fold_in(key, index), (_BLOCK,), jnp.uint32)
 
 
 def draw_flat(key, n: int, dist: str, dtype=jnp.float32) -> np.ndarray:
-    """``n`` standard normal (``dist="normal"``) or ``U(-1, 1)`` (``"uniform"``) numbers in one call, as numpy.
+    """``n`` standard normal (``dist="normal"``) or ``U(-1, 1)`` (``"uniform"``) numbers from ``key``, as numpy.
 
-    The draw is made at the next power of two and cut, so that every size up to it reuses one
-    compiled program (an eager draw of each new shape would compile anew).
+    The random bits come in fixed blocks of one compiled program (``fold_in(key, block)``), so
+    every size and every configuration reuses it; an eager draw of each new shape would compile anew.
     """
-    size = 1 << max(int(n) - 1, 0).bit_length()
-    return np.asarray(_draw_jit(key, n=size, dist=dist, dtype=np.dtype(dtype)))[:n]
+    from scipy.special import ndtri
+
+    n = int(n)
+    blocks = [np.asarray(_bits_block(key, np.int32(i))) for i in range(-(-n // _BLOCK))]
+    bits = np.concatenate(blocks)[:n] if blocks else np.zeros(0, np.uint32)
+    u = ((bits >> np.uint32(8)).astype(np.float64) + 0.5) * 2.0**-24  # in (0, 1)
+    return (ndtri(u) if dist == "normal" else 2.0 * u - 1.0).astype(np.dtype(dtype))
 
 
 def _split_flat(flat: np.ndarray, shapes, dtype) -> list:

@@ -58,9 +58,27 @@ def psnr(pred, target, *, peak: float = 1.0) -> float:
     return float("inf") if err == 0 else float(10 * np.log10(peak**2 / err))
 
 
+@partial(jax.jit, static_argnames=("level", "config"))
+def _layer_loss(params, h, *, level, config):
+    return mse(decode(params, encode(params, h, level, config), level, config), h)
+
+
+@partial(jax.jit, static_argnames=("config", "weights"))
+def _stack_loss(params, x, *, config, weights):
+    hs = (x,) + encode_all(params, x, config)
+    d, total = hs[-1], 0.0
+    for level in reversed(range(config.n_layers)):
+        d = decode(params, d, level, config)
+        total = total + weights[level] * mse(d, hs[level])
+    return total
+
+
 def layer_loss(params: AutoencoderParams, h, level: int, config: AutoencoderConfig):
     """MSE of one layer's round trip, ``decode(encode(h^level)) - h^level``."""
-    return mse(decode(params, encode(params, h, level, config), level, config), h)
+    _check_config(config)
+    level = check_int("level", level, min_value=0, max_value=config.n_layers - 1)
+    h = _check_input("h", h, config, level, scale=2)
+    return _layer_loss(params, h, level=level, config=config)
 
 
 def stack_loss(params: AutoencoderParams, x, config: AutoencoderConfig, weights):
@@ -69,12 +87,12 @@ def stack_loss(params: AutoencoderParams, x, config: AutoencoderConfig, weights)
     ``d^L = h^L``, ``d^l = gamma_l^{-1}(d^{l+1})``; returns ``sum_l weights[l] * MSE(d^l, h^l)``
     for ``l = 0 .. L-1`` (``h^0 = x``): ``weights = (1, 1)`` is the source's two-layer "double objective".
     """
-    hs = (x,) + encode_all(params, x, config)
-    d, total = hs[-1], 0.0
-    for level in reversed(range(config.n_layers)):
-        d = decode(params, d, level, config)
-        total = total + weights[level] * mse(d, hs[level])
-    return total
+    _check_config(config)
+    weights = tuple(float(w) for w in weights)
+    if len(weights) != config.n_layers:
+        raise ValueError(f"weights: expected {config.n_layers} values (one per level), got {len(weights)}")
+    x = _check_input("x", x, config, 0, scale=2**config.n_layers)
+    return _stack_loss(params, x, config=config, weights=weights)
 
 
 def _objective(trainable, fixed, batch, *, objective, config, level, weights):

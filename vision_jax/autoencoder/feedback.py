@@ -68,29 +68,67 @@ def _layer_map(value, level: int, dtype):
     return m[:, :, None]
 
 
+def _due(schedule: str, frame, level: int):
+    """Whether layer ``level`` is updated on ``frame`` (a traced int32), or True when always."""
+    if level == 0 or schedule == "every_frame":
+        return True
+    return frame % (2**level) == 0
+
+
+def _enc(params, config, hs, level):
+    return encode_layer(params.layers[level], hs[level], pooling=config.pooling[level],
+                        activation=config.activation[level], padding="circular")
+
+
+def _dec(params, config, hs, level):
+    return decode_layer(params.layers[level], hs[level + 1], activation=config.activation[level], padding="circular")
+
+
+def _mix(h, up, down, f, t):
+    drive = jnp.tanh(f * 0.5 * blur5(up + down))  # B is linear: B(up) + B(down) = B(up + down)
+    return t * h + (1 - t) * drive
+
+
 def _transition(params: AutoencoderParams, config: AutoencoderConfig, fb, tblur, schedule: str, state: FeedbackState) -> FeedbackState:
     hs = state.layers
     top = config.n_layers
 
     def update(level):
-        h = hs[level]
-        up = hs[0] if level == 0 else encode_layer(
-            params.layers[level - 1], hs[level - 1], pooling=config.pooling[level - 1],
-            activation=config.activation[level - 1], padding="circular")
-        down = hs[top] if level == top else decode_layer(
-            params.layers[level], hs[level + 1], activation=config.activation[level], padding="circular")
-        f, t = _layer_map(fb, level, h.dtype), _layer_map(tblur, level, h.dtype)
-        drive = jnp.tanh(f * 0.5 * (blur5(up) + blur5(down)))
-        return t * h + (1 - t) * drive
+        up = hs[0] if level == 0 else _enc(params, config, hs, level - 1)
+        down = hs[top] if level == top else _dec(params, config, hs, level)
+        return _mix(hs[level], up, down, _layer_map(fb, level, hs[level].dtype), _layer_map(tblur, level, hs[level].dtype))
 
     new = []
     for level in range(top + 1):
-        if level == 0 or schedule == "every_frame":
-            new.append(update(level))
-        else:
-            due = state.frame % (2**level) == 0
-            new.append(lax.cond(due, lambda lv=level: update(lv), lambda lv=level: hs[lv]))
+        due = _due(schedule, state.frame, level)
+        new.append(update(level) if due is True else lax.cond(due, lambda lv=level: update(lv), lambda lv=level: hs[lv]))
     return FeedbackState(tuple(new), state.frame + 1)
+
+
+def _cached_transition(params, config, fbs, tblurs, schedule, carry):
+    """:func:`_transition` carrying the decoded maps ``decode_l(h^{l+1})``: each is recomputed only
+    on the frame after ``h^{l+1}`` changed (the lower layers read it 2**(l+1) times per change)."""
+    state, decoded = carry
+    hs = state.layers
+    top = config.n_layers
+
+    def update(level):
+        up = hs[0] if level == 0 else _enc(params, config, hs, level - 1)
+        down = hs[top] if level == top else decoded[level]
+        return _mix(hs[level], up, down, fbs[level], tblurs[level])
+
+    new, dues = [], []
+    for level in range(top + 1):
+        due = _due(schedule, state.frame, level)
+        dues.append(due)
+        new.append(update(level) if due is True else lax.cond(due, lambda lv=level: update(lv), lambda lv=level: hs[lv]))
+    new = tuple(new)
+    fresh = []
+    for level in range(top):
+        due = dues[level + 1]
+        fresh.append(_dec(params, config, new, level) if due is True else
+                     lax.cond(due, lambda lv=level: _dec(params, config, new, lv), lambda lv=level: decoded[lv]))
+    return FeedbackState(new, state.frame + 1), tuple(fresh)
 
 
 def feedback_process(params: AutoencoderParams, config: AutoencoderConfig, *, fb=1.333, tblur=0.5, schedule: str = "hierarchical"):
@@ -162,13 +200,17 @@ def _check_state(state, config):
 
 @partial(jax.jit, static_argnames=("config", "n_out", "record_every", "schedule"))
 def _run(params, state, fb, tblur, *, config, n_out, record_every, schedule):
-    step_fn = partial(_transition, params, config, fb, tblur, schedule)
+    dtype = state.layers[0].dtype
+    fbs, tblurs = (tuple(_layer_map(m, level, dtype) for level in range(config.n_layers + 1)) for m in (fb, tblur))
+    step_fn = partial(_cached_transition, params, config, fbs, tblurs, schedule)
+    decoded = tuple(_dec(params, config, state.layers, level) for level in range(config.n_layers))
 
-    def outer(s, _):
-        s = lax.fori_loop(0, record_every, lambda i, c: step_fn(c), s)
-        return s, s.layers[0]
+    def outer(c, _):
+        c = lax.fori_loop(0, record_every, lambda i, c: step_fn(c), c)
+        return c, c[0].layers[0]
 
-    return lax.scan(outer, state, None, length=n_out)
+    (state, _), frames = lax.scan(outer, (state, decoded), None, length=n_out)
+    return state, frames
 
 
 def run_feedback(params, config, state: FeedbackState, n_frames: int, *, fb=1.333, tblur=0.5, schedule: str = "hierarchical", record_every: int = 1):
@@ -193,6 +235,9 @@ def run_feedback(params, config, state: FeedbackState, n_frames: int, *, fb=1.33
     for name, m in (("fb", fb), ("tblur", tblur)):
         if not isinstance(m, float) and m.ndim == 2 and m.shape != (h, w):
             raise ValueError(f"{name}: expected a map of shape ({h}, {w}), got {tuple(m.shape)}")
+    # scalars become maps, so that every setting shares one compiled program
+    dtype = state.layers[0].dtype
+    fb, tblur = (jnp.asarray(np.broadcast_to(np.asarray(m, dtype), (h, w))) for m in (fb, tblur))
     return _run(params, state, fb, tblur, config=config, n_out=n_frames // record_every, record_every=record_every, schedule=schedule)
 
 
