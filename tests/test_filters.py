@@ -127,15 +127,21 @@ def test_chunked_equals_one_shot_bit_for_bit(filt, key):
 
 
 def test_gradients(x64, key):
+    # Each function is jitted, so check_grads' many evaluations reuse one compilation.
     img = jax.random.normal(key, (9, 11), jnp.float64)
     kernel = F.gaussian_kernel(1.0, 5, dtype=jnp.float64)
     for method in ("direct", "fft"):
-        check_grads(lambda a: F.convolve2d(a, kernel, padding="reflect", method=method), (img,), order=1, modes=["fwd", "rev"])
-    check_grads(lambda s: F.gaussian_blur(img, s, radius=4), (jnp.float64(1.3),), order=1, modes=["fwd", "rev"])
-    check_grads(lambda s: F.gaussian_kernel(s, 7, dtype=jnp.float64), (jnp.float64(1.1),), order=1)
+        check_grads(jax.jit(lambda a, m=method: F.convolve2d(a, kernel, padding="reflect", method=m)), (img,), order=1,
+                    modes=["fwd", "rev"])
+    # the direct form's derivatives go through lax.conv (a custom JVP): in the image and the kernel at once
+    check_grads(jax.jit(lambda a, k: F.convolve2d(a, k, padding="circular", method="direct")), (img, kernel), order=1,
+                modes=["fwd", "rev"])
+    check_grads(jax.jit(lambda s: F.gaussian_blur(img, s, radius=4)), (jnp.float64(1.3),), order=1, modes=["fwd", "rev"])
+    check_grads(jax.jit(lambda s: F.gaussian_kernel(s, 7, dtype=jnp.float64)), (jnp.float64(1.1),), order=1)
     sig = jax.random.normal(key, (20, 2), jnp.float64)
-    check_grads(lambda tau: F.exp_cascade(sig, tau, 0.001, 3)[0], (jnp.float64(0.005),), order=1, modes=["fwd", "rev"], eps=1e-7)
-    check_grads(lambda s: F.exp_lowpass(s, 0.005, 0.001)[0], (sig,), order=1, modes=["fwd", "rev"])
+    check_grads(jax.jit(lambda tau: F.exp_cascade(sig, tau, 0.001, 3)[0]), (jnp.float64(0.005),), order=1,
+                modes=["fwd", "rev"], eps=1e-7)
+    check_grads(jax.jit(lambda s: F.exp_lowpass(s, 0.005, 0.001)[0]), (sig,), order=1, modes=["fwd", "rev"])
 
 
 def test_tau_can_be_fitted_under_jit(key):
