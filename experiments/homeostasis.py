@@ -93,7 +93,7 @@ def _run_sweep(args, settings, patches, k_learn):
     n_runs = len(args.methods) * len(values) * settings["n_seeds"]
     print(f"sweep: {len(args.methods)} methods x {len(values)} eta_homeo x {settings['n_seeds']} seeds = {n_runs} runs "
           f"of {n_chunks * settings['record_every']} iterations, one compiled call")
-    res = sweep(final_cost, grid, key=k_learn, batch_size=args.sweep_batch)
+    res = sweep(final_cost, grid, key=k_learn, batch_size=args.sweep_batch, devices=runner.sweep_devices(args))
     F = res.reshape()["F"].reshape(len(args.methods), len(values), settings["n_seeds"])
     with open(runner.prepare_out(args.out) / "sweep.csv", "w") as csv:
         csv.write("method,eta_homeo,seed,final_F\n")

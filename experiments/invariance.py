@@ -74,7 +74,7 @@ def run(args):
                 **_metrics(params, init.iw, frames, test_frames, k_shuffle, args.k)}
 
     print(f"{args.n_seeds} seeds x {epochs} epochs x {args.frames} frames, k={args.k}, {args.invariant_units} invariant units")
-    result = sweep(one_seed, {"setting": ["reference"]}, key=k_seeds, n_seeds=args.n_seeds)
+    result = sweep(one_seed, {"setting": ["reference"]}, key=k_seeds, n_seeds=args.n_seeds, devices=runner.sweep_devices(args))
     out = {name: np.asarray(v) for name, v in result.outputs.items()}
     params = inv.InvarianceParams(jnp.asarray(out["sw"][0]), jnp.asarray(out["iw"][0]))
 

@@ -21,7 +21,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-__all__ = ["add_common_arguments", "prepare_out", "save_metrics", "save_figure", "progress", "main_for", "run_experiment"]
+__all__ = ["add_common_arguments", "prepare_out", "save_metrics", "save_figure", "progress", "main_for", "run_experiment",
+           "sweep_devices"]
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -32,6 +33,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     size.add_argument("--full", dest="full", action="store_true", help="the reference sizes (long)")
     parser.set_defaults(full=False)
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    scale = parser.add_argument_group("scaling out (experiments that run sweeps)")
+    scale.add_argument("--devices", choices=("default", "all"), default="default",
+                       help="run sweeps on the default device, or shard them over all devices (of all processes)")
+    scale.add_argument("--distributed", action="store_true",
+                       help="start JAX's multi-process runtime first (one process per host; on a TPU slice no more flags are needed)")
+    scale.add_argument("--coordinator", default=None, help="with --distributed off TPU: the coordinator's host:port")
+    scale.add_argument("--num-processes", type=int, default=None, help="with --distributed off TPU: number of processes")
+    scale.add_argument("--process-id", type=int, default=None, help="with --distributed off TPU: this process's id")
 
 
 def prepare_out(path: Path | str) -> Path:
@@ -58,7 +67,8 @@ def _jsonable(x: Any):
 def save_metrics(out: Path | str, metrics: dict, name: str = "metrics.json") -> Path:
     """Write ``metrics`` (numbers, arrays, nested dicts) as indented JSON; returns the file path."""
     path = prepare_out(out) / name
-    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
+    if _is_primary_process():  # in a multi-process run, process 0 writes
+        path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -67,7 +77,8 @@ def save_figure(fig, out: Path | str, name: str, *, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
     path = prepare_out(out) / (name if name.endswith(".png") else name + ".png")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    if _is_primary_process():
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -81,8 +92,27 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     return tqdm(iterable, total=total, desc=desc, disable=disable, leave=False)
 
 
+def sweep_devices(args: argparse.Namespace):
+    """The ``devices`` argument of :func:`vision_jax.sweep.sweep` chosen by ``--devices``."""
+    return "all" if getattr(args, "devices", "default") == "all" else None
+
+
+def _is_primary_process() -> bool:
+    import jax
+
+    return jax.process_index() == 0
+
+
 def run_experiment(module, args: argparse.Namespace) -> dict:
-    """Run ``module.run(args)``, time it, write metrics.json and print a short summary."""
+    """Run ``module.run(args)``, time it, write metrics.json and print a short summary.
+
+    With ``--distributed`` the multi-process runtime starts first; every process runs the
+    experiment (sweeps gather their results on every process) and process 0 writes the outputs.
+    """
+    if getattr(args, "distributed", False):
+        from vision_jax.sweep import initialize_distributed
+
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     out = prepare_out(args.out)
     start = time.perf_counter()
     metrics = module.run(args) or {}
