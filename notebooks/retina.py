@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -98,10 +100,10 @@ plt.show()
 # a reduction of each chunk, so memory does not grow with the movie's length.
 
 # %%
-s, a = retina.run(params, state, jnp.asarray(movie[: T // 2]))
-s, b = retina.run(params, s, jnp.asarray(movie[T // 2:]))
+s, a = retina.run(params, state, jnp.asarray(movie[: T // 2]), stages=True)
+s, b = retina.run(params, s, jnp.asarray(movie[T // 2:]), stages=True)
 print("chunked == one-shot:", bool(jnp.array_equal(jnp.concatenate([a.spikes, b.spikes]), out.spikes)))
-total = sum(c for _, c in retina.stream(params, state, movie, T // 4, reduce=lambda o: o.spikes.sum()))
+total = sum(c for _, c in retina.stream(params, state, movie, T // 2, reduce=lambda o: o.spikes.sum(), stages=True))
 print("spikes counted by streaming:", float(total), "one-shot:", float(out.spikes.sum()))
 
 # %% [markdown]
@@ -114,19 +116,21 @@ for label, p in (("with CGC", params), ("lambda_A = 0", params.replace(adaptatio
     gains = []
     for k in contrasts:
         m = retina.drifting_grating(T, (SIZE, SIZE), period=SIZE / 2, frames_per_cycle=0.25 / cfg.dt, background=bg, contrast=k)
-        v = np.asarray(retina.run(p, state, jnp.asarray(m), spikes=False, stages=True)[1].bipolar)[T // 2:, c, c]
+        v = np.asarray(retina.run(p, state, jnp.asarray(m), stages=True)[1].bipolar)[T // 2:, c, c]
         gains.append(np.ptp(v) / k)
     print(label, np.round(np.array(gains) / gains[0], 3))
 
 # %% [markdown]
 # ## Fitting
 # Responses generated with known centre time constants and OPL gains are fitted back, three cells
-# at once (`vmap`), with gradients through two chunks.
+# at once (`vmap`), with gradients through two chunks. The whole optimisation (every Adam step)
+# is one compiled `lax.scan`. `retina.multistart_fit` runs several starting points at once
+# through `vision_jax.sweep.sweep` (see `vision-jax retina`).
 
 # %%
 small = (6, 6)
 st = retina.init_state(params, small, key=jax.random.key(1), luminance=bg)
-Tf = int(0.5 / cfg.dt)
+Tf = int((0.2 if SMOKE else 0.5) / cfg.dt)
 flicker = bg * (1 + 0.6 * np.sign(np.sin(2 * np.pi * np.arange(Tf) * cfg.dt * 3.0)))
 fmovie = jnp.asarray(np.broadcast_to(flicker[:, None, None], (Tf,) + small), jnp.float32)
 true_tau, true_amp = [0.006, 0.012, 0.03], [7.0, 10.0, 14.0]

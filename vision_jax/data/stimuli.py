@@ -1,7 +1,12 @@
-"""Stimulus movies ``(T, H, W)`` (float32 numpy) for the retina, and loading movies from files.
+"""Stimulus movies ``(T, H, W)`` (float32 numpy), e.g. for :mod:`vision_jax.retina`, and loading movies from files.
 
 Positions and sizes are in pixels, times in frames, luminance in the caller's units (e.g. a
 ``background`` of 127.5 and ``contrast`` of 0.5 for a retina whose ``luminosity_range`` is 255).
+
+``load_movie`` reads ``.npy``/``.npz`` arrays, multi-frame GIF/TIFF files and folders of image
+frames with Pillow (a core dependency), and other video files (MP4, AVI, ...) through the
+``ffmpeg`` program when it is on ``PATH`` or through ``imageio`` with a video plugin
+(``pip install imageio[pyav]``) when that is installed.
 """
 from __future__ import annotations
 
@@ -68,10 +73,65 @@ def moving_bar(n_frames: int, shape, *, width: float, speed: float, background: 
     return np.broadcast_to((background * (1 + contrast * bar))[:, None, :], (n_frames, H, W)).astype(np.float32)
 
 
+def _read_pgm_stream(data: bytes) -> list:
+    """Frames of a concatenation of binary PGM images (``ffmpeg -f image2pipe -vcodec pgm``)."""
+    frames, pos = [], 0
+    while pos < len(data):
+        fields = []
+        while len(fields) < 4:  # magic, width, height, maxval (whitespace separated; '#' comments)
+            while data[pos:pos + 1].isspace():
+                pos += 1
+            if data[pos:pos + 1] == b"#":
+                pos = data.index(b"\n", pos) + 1
+                continue
+            end = pos
+            while not data[end:end + 1].isspace():
+                end += 1
+            fields.append(data[pos:end])
+            pos = end
+        pos += 1  # the single whitespace before the pixels
+        if fields[0] != b"P5":
+            raise ValueError(f"path: ffmpeg returned {fields[0]!r} frames, expected binary PGM (P5)")
+        w, h, maxval = (int(f) for f in fields[1:])
+        dtype = np.dtype(">u2") if maxval > 255 else np.dtype(np.uint8)
+        n = w * h * dtype.itemsize
+        frames.append(np.frombuffer(data[pos:pos + n], dtype).reshape(h, w))
+        pos += n
+    return frames
+
+
+def _read_video(path: Path):
+    import shutil
+    import subprocess
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is not None:
+        done = subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(path), "-f", "image2pipe", "-pix_fmt", "gray",
+                               "-vcodec", "pgm", "-"], capture_output=True, check=False)
+        if done.returncode != 0:
+            raise ValueError(f"path: ffmpeg could not read {str(path)!r}: {done.stderr.decode(errors='replace')[-500:]}")
+        return _read_pgm_stream(done.stdout)
+    try:
+        import imageio.v3 as iio
+
+        return iio.imread(path)
+    except ImportError:
+        pass
+    except Exception as err:  # imageio is there but has no plugin for this format
+        raise ValueError(f"path: cannot read {path.suffix!r} videos: install the ffmpeg program or imageio[pyav] "
+                         f"(imageio said: {err})") from None
+    raise ValueError(f"path: reading {path.suffix!r} videos needs the ffmpeg program on PATH or imageio[pyav]")
+
+
 def load_movie(path, *, dtype=np.float32) -> np.ndarray:
-    """Load a ``(T, H, W)`` luminance movie: ``.npy``, ``.npz`` (first array), a multi-frame image (GIF/TIFF),
-    a folder of image frames (sorted by name, e.g. Virtual Retina's PGM sequences), or any video
-    ``imageio`` can read (if installed). Colour frames are averaged to grey."""
+    """Load a ``(T, H, W)`` luminance movie from a file or folder, as ``dtype``.
+
+    ``.npy``, ``.npz`` (its first array), a multi-frame image (GIF, TIFF, PNG, PGM), a folder of
+    image frames (sorted by name, e.g. Virtual Retina's PGM sequences) or a video file (through
+    ffmpeg or imageio, see the module docstring). Colour frames become grey (luma for single
+    image files, the mean of R, G, B otherwise). Values
+    are kept as stored (e.g. 0-255 for 8-bit frames: use ``luminosity_range=255``).
+    """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"path: no such file or folder: {str(path)!r}")
@@ -90,13 +150,12 @@ def load_movie(path, *, dtype=np.float32) -> np.ndarray:
     elif path.suffix.lower() in {".gif", ".tif", ".tiff", ".pgm", ".png"}:
         from PIL import Image, ImageSequence
 
-        frames = [np.asarray(f.convert("F")) for f in ImageSequence.Iterator(Image.open(path))]
+        frames = [np.asarray(f.convert("F"), dtype=np.float64) for f in ImageSequence.Iterator(Image.open(path))]  # luma
     else:
-        try:
-            import imageio.v3 as iio
-        except ImportError as err:
-            raise ValueError(f"path: reading {path.suffix!r} videos needs the 'imageio' package (with its ffmpeg plugin)") from err
-        frames = iio.imread(path)
+        frames = _read_video(path)
+    shapes = {np.shape(f) for f in frames} if isinstance(frames, list) else {np.shape(frames)[1:]}
+    if len(shapes) > 1:
+        raise ValueError(f"path: frames of different shapes {sorted(shapes)} in {str(path)!r}")
     movie = np.asarray(frames, dtype=np.float64)
     if movie.ndim == 4:
         movie = movie[..., :3].mean(-1)

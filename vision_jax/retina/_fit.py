@@ -1,16 +1,24 @@
-"""Fitting retina parameters to target responses by gradient descent (optax) through the whole cascade."""
+"""Fitting retina parameters to target responses by gradient descent (optax) through the whole cascade.
+
+:func:`fit` runs the whole optimisation as one compiled ``lax.scan`` over optimizer steps (one
+compilation, the loss history returned as an array); :func:`fit_function` returns that
+optimisation as a pure function of the starting values, to ``vmap`` over cells or to run
+through :func:`vision_jax.sweep.sweep`; :func:`multistart_fit` does the latter, one sweep
+configuration per starting point, and keeps the best start of every cell.
+"""
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from vision_jax._checks import check_array, check_int, check_positive
 from vision_jax.retina._model import PARAM_FIELDS, RetinaParams, RetinaState, blur_radii, run
 
-__all__ = ["fit", "FitResult"]
+__all__ = ["fit", "fit_function", "multistart_fit", "FitResult", "MultistartResult"]
 
 # Fields fitted in log space (they must stay positive).
 _POSITIVE = ("center_sigma", "center_tau", "undershoot_tau", "surround_sigma", "surround_tau", "opl_amplification",
@@ -24,6 +32,14 @@ class FitResult(NamedTuple):
     losses: np.ndarray  # (steps,) loss before each update (summed over cells when batched)
 
 
+class MultistartResult(NamedTuple):
+    params: RetinaParams  # the best start's fitted values (fitted fields (n_cells,) when batched)
+    losses: np.ndarray  # (n_starts, steps) loss history of every start (summed over cells when batched)
+    fitted: dict  # field -> (n_starts,) or (n_starts, n_cells) fitted values of every start
+    final_losses: np.ndarray  # (n_starts,) or (n_starts, n_cells): each start's loss after its last update
+    best: np.ndarray  # () or (n_cells,): index of the best start (per cell when batched)
+
+
 def _response(params, state, movie, output, chunk_size, radii, remat):
     outs, s = [], state
     size = movie.shape[0] if chunk_size is None else chunk_size
@@ -31,6 +47,69 @@ def _response(params, state, movie, output, chunk_size, radii, remat):
         s, out = run(params, s, movie[i:i + size], spikes=False, stages=output != "rates", radii=radii, remat=remat)
         outs.append(getattr(out, output))
     return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def _check_common(fields, output, steps, learning_rate, movie, target, chunk_size):
+    fields = tuple(fields)
+    if not fields or any(f not in PARAM_FIELDS for f in fields):
+        raise ValueError(f"fields: expected a non-empty list of names from {list(PARAM_FIELDS)}, got {list(fields)}")
+    if output not in _OUTPUTS:
+        raise ValueError(f"output: expected one of {list(_OUTPUTS)}, got {output!r}")
+    steps = check_int("steps", steps, min_value=1)
+    check_positive("learning_rate", learning_rate)
+    movie = check_array("movie", movie, ndim=3)
+    target = check_array("target", target)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, min_value=1)
+    return fields, steps, movie, target, chunk_size
+
+
+def fit_function(params: RetinaParams, state: RetinaState, movie, *, fields: Sequence[str], steps: int = 200,
+                 learning_rate: float = 0.05, output: str = "rates", chunk_size: int | None = None, remat: bool = False,
+                 optimizer=None, radii: tuple | None = None) -> Callable:
+    """The optimisation as a pure function ``opt(start, target) -> (fitted, losses)``.
+
+    ``start`` and ``fitted`` are dicts field -> value in physical units; ``losses`` is the
+    ``(steps,)`` history of the mean squared error before each update. The function is
+    traceable: ``jit`` it, ``vmap`` it over cells or starting points, or call it inside a
+    :func:`vision_jax.sweep.sweep` function. Arguments as in :func:`fit`.
+    """
+    import optax
+
+    fields, steps, movie, _, chunk_size = _check_common(fields, output, steps, learning_rate, movie, jnp.zeros(()), chunk_size)
+    radii = blur_radii(params) if radii is None else tuple(radii)
+    dtype = movie.dtype
+    params = jax.tree.map(lambda x: jnp.asarray(x, dtype), params)
+    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    to_theta = {f: (jnp.log if f in _POSITIVE else (lambda v: v)) for f in fields}
+    from_theta = {f: (jnp.exp if f in _POSITIVE else (lambda v: v)) for f in fields}
+
+    def loss_fn(theta, target):
+        p = params.replace(**{f: from_theta[f](theta[f]) for f in fields})
+        pred = _response(p, state, movie, output, chunk_size, radii, remat)
+        return jnp.mean((pred - target) ** 2)
+
+    def optimise(start, target):
+        theta = {f: to_theta[f](jnp.asarray(start[f], dtype)) for f in fields}
+
+        def one_step(carry, _):
+            th, o = carry
+            loss, grads = jax.value_and_grad(loss_fn)(th, target)
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with float hyperparameters
+                upd, o = opt.update(grads, o, th)
+                th = optax.apply_updates(th, upd)
+            return (th, o), loss
+
+        with jax.numpy_dtype_promotion("standard"):
+            opt_state = opt.init(theta)
+        (theta, _), losses = lax.scan(one_step, (theta, opt_state), None, length=steps)
+        return {f: from_theta[f](theta[f]) for f in fields}, losses
+
+    def loss_at(values, target):
+        return loss_fn({f: to_theta[f](jnp.asarray(values[f], dtype)) for f in fields}, target)
+
+    optimise.loss_at = loss_at
+    return optimise
 
 
 def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequence[str], steps: int = 200,
@@ -42,6 +121,7 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
     log of positive parameters (time constants, sigmas, gains) and on the value of the others.
     Gradients flow through the whole cascade and across chunk boundaries (``chunk_size``);
     ``remat`` recomputes steps in the backward pass to save memory. Spikes are off (rates only).
+    All ``steps`` run in one compiled call.
 
     Args:
       params: starting parameters; with ``batched`` the fitted fields are ``(n_cells,)`` arrays
@@ -55,25 +135,10 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
     Returns:
       :class:`FitResult` with the fitted params and the loss history.
     """
-    import optax
-
-    fields = tuple(fields)
-    if not fields or any(f not in PARAM_FIELDS for f in fields):
-        raise ValueError(f"fields: expected a non-empty list of names from {list(PARAM_FIELDS)}, got {list(fields)}")
-    if output not in _OUTPUTS:
-        raise ValueError(f"output: expected one of {list(_OUTPUTS)}, got {output!r}")
-    steps = check_int("steps", steps, min_value=1)
-    check_positive("learning_rate", learning_rate)
-    movie = check_array("movie", movie, ndim=3)
-    target = check_array("target", target)
-    if chunk_size is not None:
-        chunk_size = check_int("chunk_size", chunk_size, min_value=1)
-    radii = blur_radii(params)
-    dtype = movie.dtype
-    params = jax.tree.map(lambda x: jnp.asarray(x, dtype), params)
+    fields, steps, movie, target, chunk_size = _check_common(fields, output, steps, learning_rate, movie, target, chunk_size)
     n_cells = None
     for f in fields:
-        value = getattr(params, f)
+        value = jnp.asarray(getattr(params, f))
         if batched:
             if value.ndim != 1 or (n_cells is not None and value.shape[0] != n_cells):
                 raise ValueError(f"params.{f}: expected one starting value per cell, shape (n_cells,), got {value.shape}")
@@ -82,35 +147,60 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
             raise ValueError(f"params.{f}: expected a scalar (pass batched=True to fit several cells), got shape {value.shape}")
     if batched and target.shape[0] != n_cells:
         raise ValueError(f"target: expected a leading axis of {n_cells} cells, got shape {tuple(target.shape)}")
-
-    to_theta = {f: (jnp.log if f in _POSITIVE else (lambda v: v)) for f in fields}
-    from_theta = {f: (jnp.exp if f in _POSITIVE else (lambda v: v)) for f in fields}
-    theta = {f: to_theta[f](getattr(params, f)) for f in fields}
-
-    def cell_loss(th, tgt):
-        p = params.replace(**{f: from_theta[f](th[f]) for f in fields})
-        pred = _response(p, state, movie, output, chunk_size, radii, remat)
-        return jnp.mean((pred - tgt) ** 2)
-
+    start = {f: jnp.asarray(getattr(params, f), movie.dtype) for f in fields}
+    # the fitted fields are replaced inside the optimisation: build it from scalar placeholders
+    base = params.replace(**{f: jnp.asarray(getattr(params, f)).reshape(-1)[0] for f in fields})
+    optimise = fit_function(base, state, movie, fields=fields, steps=steps, learning_rate=learning_rate, output=output,
+                            chunk_size=chunk_size, remat=remat, optimizer=optimizer, radii=blur_radii(params))
     if batched:
-        def loss_fn(th):
-            return jnp.sum(jax.vmap(cell_loss)(th, target))
+        fitted, losses = jax.jit(jax.vmap(optimise))(start, target)
+        losses = jnp.sum(losses, axis=0)
     else:
-        loss_fn = lambda th: cell_loss(th, target)  # noqa: E731
+        fitted, losses = jax.jit(optimise)(start, target)
+    return FitResult(params.replace(**fitted), np.asarray(losses))
 
-    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
-    opt_state = opt.init(theta)
 
-    @jax.jit
-    def update(th, o):
-        loss, grads = jax.value_and_grad(loss_fn)(th)
-        with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with float hyperparameters
-            upd, o = opt.update(grads, o, th)
-            return optax.apply_updates(th, upd), o, loss
+def multistart_fit(params: RetinaParams, state: RetinaState, movie, target, starts: dict, *, fields: Sequence[str],
+                   key=None, steps: int = 200, learning_rate: float = 0.05, output: str = "rates", batched: bool = False,
+                   chunk_size: int | None = None, remat: bool = False, product: bool = False, devices=None,
+                   optimizer=None) -> MultistartResult:
+    """Fit from several starting points at once through :func:`vision_jax.sweep.sweep` and keep the best.
 
-    losses = []
-    for _ in range(steps):
-        theta, opt_state, loss = update(theta, opt_state)
-        losses.append(loss)
-    fitted = params.replace(**{f: from_theta[f](theta[f]) for f in fields})
-    return FitResult(fitted, np.asarray(jnp.stack(losses)))
+    Each starting point is one sweep configuration (``starts``: dict field -> list of starting
+    values, zipped, or their product with ``product=True``); the sweep vmaps the compiled
+    optimisation over them (and shards them over ``devices`` if given). With ``batched`` every
+    start is applied to every cell (``target`` ``(n_cells, T, ...)``) and the best start is picked
+    per cell.
+    """
+    from vision_jax import sweep as sweep_mod
+
+    fields, steps, movie, target, chunk_size = _check_common(fields, output, steps, learning_rate, movie, target, chunk_size)
+    if not isinstance(starts, dict) or set(starts) != set(fields):
+        raise ValueError(f"starts: expected a dict with one list of starting values per field {list(fields)}, "
+                         f"got {list(starts) if isinstance(starts, dict) else type(starts).__name__}")
+    base = params.replace(**{f: jnp.asarray(getattr(params, f)).reshape(-1)[0] for f in fields})
+    radii = blur_radii(params.replace(**{f: np.asarray(starts[f], np.float64) for f in fields}))
+    optimise = fit_function(base, state, movie, fields=fields, steps=steps, learning_rate=learning_rate, output=output,
+                            chunk_size=chunk_size, remat=remat, optimizer=optimizer, radii=radii)
+    target = jnp.asarray(target)
+
+    def one_start(key, hyper):
+        start = {f: hyper[f] for f in fields}
+        if batched:
+            fitted, losses = jax.vmap(optimise, in_axes=(None, 0))(start, target)
+            final = jax.vmap(optimise.loss_at)(fitted, target)
+            return {"fitted": fitted, "losses": jnp.sum(losses, 0), "final": final}
+        fitted, losses = optimise(start, target)
+        return {"fitted": fitted, "losses": losses, "final": optimise.loss_at(fitted, target)}
+
+    result = sweep_mod.sweep(one_start, starts, key=jax.random.key(0) if key is None else key, product=product,
+                             devices=devices)
+    out = result.outputs
+    final = np.asarray(out["final"])
+    best = np.argmin(final, axis=0)
+    fitted = {f: np.asarray(out["fitted"][f]) for f in fields}
+    if batched:
+        chosen = {f: jnp.asarray(fitted[f][best, np.arange(best.shape[0])]) for f in fields}
+    else:
+        chosen = {f: jnp.asarray(fitted[f][best]) for f in fields}
+    return MultistartResult(params.replace(**chosen), np.asarray(out["losses"]), fitted, final, best)

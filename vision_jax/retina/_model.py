@@ -15,7 +15,8 @@ Per frame ``L_k`` (luminance), with ``e(tau) = exp(-dt / tau)`` and every first-
 4. Spiking. Leaky integrate-and-fire ``dV/dt = I_G + eta - g_L V``, threshold 1, reset 0,
    refractory ``refr_mean + refr_sd N(0, 1)`` (clipped at 0), integrated exactly within each step
    (spike time, refractory end and restart inside the step; at most one spike per cell and step).
-   The noise current ``eta = sigma_V sqrt(2 g_L / dt) N(0, 1)`` is held over a step.
+   The noise current ``eta = sigma_V sqrt(2 g_L / dt) N(0, 1)`` is held over a step; its draws come
+   from a counter-based hash of (bits of the state's key, frame index, cell) through Box-Muller.
    ``rates`` are the noise-free LIF rates ``1 / (refr_mean + ln(I / (I - g_L)) / g_L)`` (0 for
    ``I <= g_L``); ``spikes`` are 0/1 forward and carry the gradient of ``rates * dt`` backward
    (a straight-through surrogate).
@@ -122,7 +123,7 @@ class RetinaState(NamedTuple):
     current: jax.Array  # (2, H, W) ganglion input I_G, ON and OFF, Hz
     voltage: jax.Array  # (2, H, W) LIF membrane potentials
     refractory: jax.Array  # (2, H, W) s of refractory period left
-    key: jax.Array  # the noise of frame k is drawn from fold_in(key, k)
+    key: jax.Array  # the noise of frame k is a hash of (bits drawn from key, k, cell)
     frame: jax.Array  # int32 index of the next frame
 
 
@@ -293,11 +294,20 @@ def _taps(sigma_px, radius: int):
 
 
 def _blur(x, taps, padding: str):
-    """Separable blur of the last two axes: the padded maps through two 1-D convolutions (fast forward and backward)."""
+    """Separable blur of the last two axes: the padded maps through two 1-D convolutions (fast forward and backward).
+
+    The 3-tap kernel is a fused weighted sum of shifted slices instead (cheaper than a convolution call).
+    """
     if taps is None:
         return x
     r = (taps.shape[0] - 1) // 2
     shape = x.shape
+    if r == 1:
+        H, W = shape[-2:]
+        y = filters.pad2d(x, (1, 1), (0, 0), padding)
+        y = taps[0] * (y[..., :H, :] + y[..., 2:, :]) + taps[1] * y[..., 1:H + 1, :]
+        y = filters.pad2d(y, (0, 0), (1, 1), padding)
+        return taps[0] * (y[..., :W] + y[..., 2:]) + taps[1] * y[..., 1:W + 1]
     y = filters.pad2d(x.reshape((-1, 1) + shape[-2:]), (r, r), (r, r), padding)
     y = lax.conv_general_dilated(y, taps[:, None][None, None], (1, 1), "VALID")  # the taps are symmetric
     y = lax.conv_general_dilated(y, taps[None, :][None, None], (1, 1), "VALID")
@@ -383,25 +393,75 @@ def _lif_step(p: RetinaParams, current, voltage, refractory, noise, jitter, dt):
     e_inf = current / g if noise is None else (current + p.noise_sigma * jnp.sqrt(2 * g / dt) * noise) / g
     free = jnp.maximum(dt - refractory, 0.0)  # time of this step outside the refractory period
     v_start = jnp.where(refractory > 0, 0.0, voltage)
-    v_end = (v_start - e_inf) * jnp.exp(-g * free) + e_inf
+    decay = jnp.exp(-g * free)
+    v_end = (v_start - e_inf) * decay + e_inf
     spike = (v_end >= 1.0) & (free > 0)
     ratio = jnp.where(spike & (v_start < 1), (e_inf - v_start) / jnp.where(spike, e_inf - 1, 1.0), 1.0)
-    t_spike = jnp.log(jnp.maximum(ratio, 1.0)) / g
+    ratio = jnp.maximum(ratio, 1.0)  # exp(g t_spike)
+    t_spike = jnp.log(ratio) / g
     remaining = jnp.maximum(free - t_spike, 0.0)
     refr = p.refr_mean if jitter is None else jnp.maximum(p.refr_mean + p.refr_sd * jitter, 0.0)
     after = remaining - refr
-    v_after = jnp.where(after > 0, e_inf * (1 - jnp.exp(-g * jnp.maximum(after, 0.0))), 0.0)
+    # restart after the refractory period: exp(-g after) = decay * exp(g t_spike) * exp(g refr) = decay * ratio * exp(g refr)
+    restart = decay * ratio * jnp.exp(g * refr)
+    v_after = jnp.where(after > 0, e_inf * (1 - restart), 0.0)
     voltage = jnp.where(spike, v_after, v_end)
     refractory = jnp.where(spike, jnp.maximum(-after, 0.0), jnp.maximum(refractory - dt, 0.0))
     return spike, voltage, refractory
 
 
-def _draws(key, frame_index, shape, dtype, draws):
-    """Standard normals for the noise and the refractory jitter of one frame, from ``fold_in(key, frame)``
-    (so that they do not depend on how a movie is chunked)."""
-    k = jax.random.fold_in(key, frame_index)
-    noise = jax.random.normal(jax.random.fold_in(k, 0), shape, dtype) if draws[0] else None
-    jitter = jax.random.normal(jax.random.fold_in(k, 1), shape, dtype) if draws[1] else None
+_GOLDEN = 0x9E3779B9
+
+
+def _fmix32(x):
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def _seed(key):
+    """Two uint32 seed words drawn from a PRNG key (once per run)."""
+    return jax.random.bits(key, (2,), jnp.uint32)
+
+
+def _normals(seed, frame_index, stream: int, shape, dtype):
+    """Standard normal maps ``(2, H, W)`` for one frame: a counter-based hash of ``(seed, frame, stream, cell)``
+    gives two uniforms per pixel, and Box-Muller turns them into the ON and OFF draws.
+
+    The draws depend only on the seed and the absolute frame index, so they do not depend on how a
+    movie is chunked; hashing inside the step keeps them fused with the spiking update (no stored
+    ``(T, 2, H, W)`` array of draws).
+    """
+    counter = jnp.asarray(frame_index).astype(jnp.uint32) * jnp.uint32(_GOLDEN) + jnp.uint32((stream * 0x632BE5AB) & 0xFFFFFFFF)
+    c = _fmix32(counter ^ seed[0])
+    cell = lax.broadcasted_iota(jnp.uint32, shape, 0) * jnp.uint32(shape[1] * shape[2]) + \
+        lax.broadcasted_iota(jnp.uint32, shape, 1) * jnp.uint32(shape[2]) + lax.broadcasted_iota(jnp.uint32, shape, 2)
+    h = _fmix32(_fmix32(cell ^ c) + seed[1])
+    u = ((h >> 8).astype(dtype) + 0.5) * (1.0 / (1 << 24))  # in (0, 1)
+    radius = jnp.sqrt(-2 * jnp.log(u[0]))
+    cos, sin = _cos_sin_2pi(u[1])
+    return jnp.stack([radius * cos, radius * sin])
+
+
+def _cos_sin_2pi(u):
+    """``cos(2 pi u)`` and ``sin(2 pi u)`` for ``u`` in [0, 1] by polynomials of the half angle
+    ``x = pi (u - 1/2)`` in [-pi/2, pi/2] (Taylor to x^11 / x^12: error below 1e-7; much cheaper on
+    CPU than the library's range-reduced sin and cos)."""
+    x = math.pi * (u - 0.5)
+    x2 = x * x
+    s = x * (1 + x2 * (-1 / 6 + x2 * (1 / 120 + x2 * (-1 / 5040 + x2 * (1 / 362880 + x2 * (-1 / 39916800))))))
+    c = 1 + x2 * (-1 / 2 + x2 * (1 / 24 + x2 * (-1 / 720 + x2 * (1 / 40320 + x2 * (-1 / 3628800 + x2 / 479001600)))))
+    # 2 pi u = 2 x + pi: cos(2x + pi) = -cos 2x = 2 s^2 - 1, sin(2x + pi) = -sin 2x = -2 s c
+    return 2 * s * s - 1, -2 * s * c
+
+
+def _draws(seed, frame_index, shape, dtype, draws):
+    """Standard normals for the noise and the refractory jitter of one frame (None where not needed)."""
+    noise = _normals(seed, frame_index, 0, shape, dtype) if draws[0] else None
+    jitter = _normals(seed, frame_index, 1, shape, dtype) if draws[1] else None
     return noise, jitter
 
 
@@ -413,6 +473,15 @@ def _static_draws(params: RetinaParams, spikes: bool):
     return needed(params.noise_sigma), needed(params.refr_sd)
 
 
+def _static_radii(params: RetinaParams, radii: tuple) -> tuple:
+    """``radii`` with the adaptation blur dropped when ``adaptation_amplification`` is a concrete 0
+    (it would blur a map of zeros: the result is the same, bit for bit)."""
+    value = params.adaptation_amplification
+    if not is_traced(value) and not np.any(np.asarray(value) != 0):
+        return radii[:2] + (0,) + radii[3:]
+    return radii
+
+
 def step(params: RetinaParams, state: RetinaState, frame, *, radii: tuple, spikes: bool = True):
     """One frame ``(H, W)`` of luminance: ``(state, outputs)``.
 
@@ -421,7 +490,7 @@ def step(params: RetinaParams, state: RetinaState, frame, *, radii: tuple, spike
     of the ``lax.scan``.
     """
     draws = _static_draws(params, spikes)
-    noise, jitter = _draws(state.key, state.frame, state.voltage.shape, state.voltage.dtype, draws)
+    noise, jitter = _draws(_seed(state.key), state.frame, state.voltage.shape, state.voltage.dtype, draws)
     return _step(params, _kernels(params, radii), state, frame, noise, jitter, spikes)
 
 
@@ -495,17 +564,16 @@ def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitte
 @partial(jax.jit, static_argnames=("radii", "spikes", "draws", "stages", "remat"))
 def _run(params, state, movie, radii, spikes, draws, stages, remat):
     kernels = _kernels(params, radii)
-    frames = state.frame + jnp.arange(movie.shape[0], dtype=state.frame.dtype)
     shape, dtype = state.voltage.shape, state.voltage.dtype
-    noise, jitter = jax.vmap(lambda i: _draws(state.key, i, shape, dtype, draws))(frames)
+    seed = _seed(state.key)
 
-    def body(s, xs):
-        frame, n, j = xs
-        return _step(params, kernels, s, frame, n, j, spikes)
+    def body(s, frame):
+        noise, jitter = _draws(seed, s.frame, shape, dtype, draws)
+        return _step(params, kernels, s, frame, noise, jitter, spikes)
 
     if remat:
         body = jax.checkpoint(body)
-    state, (rates, spk, opl, bip, adap, cur) = lax.scan(body, state, (movie, noise, jitter))
+    state, (rates, spk, opl, bip, adap, cur) = lax.scan(body, state, movie)
     if stages:
         return state, RetinaOutput(rates, spk, opl, bip, adap, cur)
     return state, RetinaOutput(rates, spk)
@@ -544,5 +612,6 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
     if radii is None:
         radii = blur_radii(params)
     draws = _static_draws(params, spikes)
+    radii = _static_radii(params, tuple(radii))
     params = jax.tree.map(lambda x: jnp.asarray(x, movie.dtype), params)
     return _run(params, state, movie, tuple(radii), bool(spikes), draws, bool(stages), bool(remat))
