@@ -58,6 +58,23 @@ def test_store_every_keeps_progress(cs, image, key):
     assert float(jnp.abs(res.stored[0, -1] - res.metamers[0]).max()) == 0.0
 
 
+def test_status_figure_and_animation(cs, image, key, tmp_path):
+    from PIL import Image
+
+    res = synthesis.metamer(cs, image, key=key, max_iter=40, stop_criterion=0.0, store_every=10, show_progress=False)
+    fig = synthesis.synthesis_status(res, cs, image, iteration=20, title="metamer")
+    assert len(fig.axes) == 4  # image, representation error (+ its colour bar), loss
+    fig.savefig(tmp_path / "status.png")
+    assert (tmp_path / "status.png").stat().st_size > 1000
+    path = synthesis.animate(res, tmp_path / "progress.gif", cs, image)
+    with Image.open(path) as gif:
+        assert gif.n_frames == 5
+    with pytest.raises(ValueError, match="iteration: expected a stored iteration"):
+        synthesis.synthesis_status(res, iteration=15)
+    with pytest.raises(ValueError, match="no stored progress"):
+        synthesis.animate(res._replace(stored=res.stored[:, :0]), tmp_path / "x.gif")
+
+
 def test_non_finite_model_output_is_an_error(image, key):
     with pytest.raises(ValueError, match="model_fn: the loss of metamer 0 became non-finite"):
         synthesis.metamer(lambda x: jnp.log(x - 0.5), image * 0 + 0.9, initial=image * 0 + 0.6,
