@@ -209,7 +209,7 @@ def _epoch(carry: Carry, frames, hyper, k: int, renorm_every: int | None, block:
 
     def block_body(carry, xs):
         fb, b = xs
-        P = fb @ carry.sw.T  # (block, N)
+        P = (carry.sw @ fb.T).T  # (block, N); in this orientation a vmapped sw needs no transposed copy
 
         def inner(state, xs):
             carry, dirty, dirty_rows = state
