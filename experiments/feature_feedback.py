@@ -23,6 +23,11 @@ def add_arguments(parser):
     parser.add_argument("--steps", type=int, default=None, help="training steps per layer (default 600, --full 40000)")
     parser.add_argument("--feedback-size", type=int, default=None, help="feedback frame side in pixels (default 128, --full 256)")
     parser.add_argument("--frames", type=int, default=None, help="feedback frames (default 400, --full 2000)")
+    parser.add_argument("--variants", action="store_true",
+                        help="also train the source's AE-0 (3x3 encoder, 4x4 decoder) and AE-5 (ReLU, no mean subtraction); on with --full")
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="training steps between orbax checkpoints in OUT/checkpoints (default 200, --full 2000)")
+    parser.add_argument("--fresh", action="store_true", help="discard checkpoints of an earlier run in --out")
 
 
 def _load_data(args, n_train, n_test):
@@ -43,6 +48,9 @@ def _load_data(args, n_train, n_test):
 
 
 def run(args):
+    import shutil
+    import time
+
     import jax
     import jax.numpy as jnp
     import matplotlib.pyplot as plt
@@ -56,36 +64,55 @@ def run(args):
     steps = args.steps or (40000 if full else 600)
     size = args.feedback_size or (256 if full else 128)
     n_frames = args.frames or (2000 if full else 400)
+    every = args.checkpoint_every or (2000 if full else 200)
+    checkpoints = args.out / "checkpoints"
+    if args.fresh and checkpoints.exists():
+        shutil.rmtree(checkpoints)
     train, test, source = _load_data(args, 50000 if full else 4000, 1000 if full else 200)
-    mean = jnp.asarray(train.mean(axis=(0, 1, 2)))
-    train_j, test_j = jnp.asarray(train), jnp.asarray(test)
-    key = jax.random.key(args.seed)
-    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    opt = optax.adam(optax.exponential_decay(3e-3, steps // 2, 0.3))
-    metrics = {"data": source, "n_train": int(train.shape[0]), "n_test": int(test.shape[0]), "steps_per_layer": steps,
+    n_train = train.shape[0]
+    mean = train.mean(axis=(0, 1, 2))
+    both = jnp.asarray(np.concatenate([train, test]))  # one encoder call (one program) for the training codes and the test set
+    train_j, test_j = both[:n_train], both[n_train:]
+    k1, k2, k3, k4, k5, k6 = jax.random.split(jax.random.key(args.seed), 6)
+    opt = optax.adam(optax.exponential_decay(3e-3, max(steps // 2, 1), 0.3))
+    common = dict(batch_size=100, chunk_steps=min(every, steps), fingerprint={"data": source, "seed": args.seed, "n_train": int(n_train)})
+    metrics = {"data": source, "n_train": int(n_train), "n_test": int(test.shape[0]), "steps_per_layer": steps,
                "source_test_l2": SOURCE_L2}
-
-    # one layer, the source's best single-layer model (AE-7)
-    cfg1 = ae.AutoencoderConfig(features=(12,), encoder_kernel=5, decoder_kernel=6, pooling="max", activation="tanh")
-    p1, loss1 = ae.train_layer(ae.init_params(k1, cfg1, mean=mean), train_j, 0, cfg1, key=k2, optimizer=opt, steps=steps, batch_size=100)
-    rec1 = np.asarray(jax.jit(lambda p, x: ae.apply(p, x, cfg1))(p1, test_j))
     cubic2, cubic4 = ae.cubic_baseline(test, 2), ae.cubic_baseline(test, 4)
+
+    # greedy stacking of the source's best single layer (AE-7: 12 filters 5x5, 6x6 decoder, max, tanh) and a
+    # second layer (48 filters, as AE-8/9): layer 1 alone, then layer 2 on its frozen codes, then both end to end
+    cfg = ae.AutoencoderConfig(features=(12, 48), encoder_kernel=5, decoder_kernel=6, pooling="max", activation="tanh")
+    p = ae.init_params(k1, cfg, mean=mean)
+    p, loss1 = ae.train_layer(p, train_j, 0, cfg, key=k2, optimizer=opt, steps=steps, checkpoint_dir=checkpoints / "layer1", **common)
+    codes = ae.encode(p, both, 0, cfg)
+    rec1 = np.asarray(ae.decode(p, codes[n_train:], 0, cfg))  # the one-layer autoencoder on the test set
     metrics["one_layer"] = {"test_l2": ae.caffe_l2(rec1, test), "test_psnr_db": ae.psnr(rec1, test),
                             "cubic_l2": ae.caffe_l2(cubic2, test), "cubic_psnr_db": ae.psnr(cubic2, test)}
+    p, loss2 = ae.train_layer(p, codes[:n_train], 1, cfg, key=k3, optimizer=opt, steps=steps, checkpoint_dir=checkpoints / "layer2", **common)
+    rec2_stacked = np.asarray(ae.apply(p, test_j, cfg))
+    layer2_l2 = float(ae.layer_loss(p, codes[n_train:], 1, cfg))
+    ft_steps = max(steps // 3, 1)
+    pf, loss_ft = ae.fine_tune(p, train_j, cfg, key=k4, optimizer=optax.adam(3e-4), steps=ft_steps,
+                               checkpoint_dir=checkpoints / "finetune", **{**common, "chunk_steps": min(every, ft_steps)})
+    rec2 = np.asarray(ae.apply(pf, test_j, cfg))
+    metrics["two_layers"] = {"stacked_test_l2": ae.caffe_l2(rec2_stacked, test), "stacked_psnr_db": ae.psnr(rec2_stacked, test),
+                             "layer2_code_mse": layer2_l2,
+                             "finetuned_test_l2": ae.caffe_l2(rec2, test), "finetuned_psnr_db": ae.psnr(rec2, test),
+                             "cubic_l2": ae.caffe_l2(cubic4, test), "cubic_psnr_db": ae.psnr(cubic4, test)}
 
-    # two layers: greedy stacking (layer 1 frozen while layer 2 learns layer-1 codes), then fine-tuning on both losses
-    cfg2 = ae.AutoencoderConfig(features=(12, 48), encoder_kernel=5, decoder_kernel=6, pooling="max", activation="tanh")
-    p2 = ae.init_params(k3, cfg2, mean=mean)
-    p2 = p2._replace(layers=(p1.layers[0], p2.layers[1]))
-    codes = jax.jit(lambda p, x: ae.encode(p, x, 0, cfg2))(p2, train_j)
-    p2, loss2 = ae.train_layer(p2, codes, 1, cfg2, key=k4, optimizer=opt, steps=steps, batch_size=100)
-    apply2 = jax.jit(lambda p, x: ae.apply(p, x, cfg2))
-    rec2_stacked = np.asarray(apply2(p2, test_j))
-    p2f, loss_ft = ae.fine_tune(p2, train_j, cfg2, key=k5, optimizer=optax.adam(3e-4), steps=max(steps // 3, 1), batch_size=100)
-    rec2 = np.asarray(apply2(p2f, test_j))
-    metrics["two_layers"] = {"stacked_test_l2": ae.caffe_l2(rec2_stacked, test), "finetuned_test_l2": ae.caffe_l2(rec2, test),
-                             "finetuned_psnr_db": ae.psnr(rec2, test), "cubic_l2": ae.caffe_l2(cubic4, test),
-                             "cubic_psnr_db": ae.psnr(cubic4, test)}
+    if args.variants or full:  # the source's other single layers
+        variants = {"AE-0 12x3x3, dec 4x4, max, tanh": dict(encoder_kernel=3, decoder_kernel=4),
+                    "AE-5 ReLU, no mean subtraction": dict(encoder_kernel=3, decoder_kernel=4, activation="relu", subtract_mean=False),
+                    "AE-12 12x5x5, dec 6x6, mean pooling": dict(encoder_kernel=5, decoder_kernel=6, pooling="mean")}
+        metrics["variants"] = {}
+        for i, (name, kw) in enumerate(variants.items()):
+            vcfg = ae.AutoencoderConfig(features=(12,), **kw)
+            vp = ae.init_params(jax.random.fold_in(k5, i), vcfg, mean=mean)
+            vp, _ = ae.train_layer(vp, train_j, 0, vcfg, key=jax.random.fold_in(k6, i), optimizer=opt, steps=steps,
+                                   checkpoint_dir=checkpoints / f"variant{i}", **common)
+            vrec = np.asarray(ae.apply(vp, test_j, vcfg))
+            metrics["variants"][name] = {"test_l2": ae.caffe_l2(vrec, test), "test_psnr_db": ae.psnr(vrec, test)}
 
     # figures
     n = 8
@@ -93,10 +120,10 @@ def run(args):
     fig = plot.imshow(list(rows), col_wrap=n, vrange=(0, 1), zoom=0.6)
     fig.suptitle("rows: input / 1-layer AE / cubic x2 / 2-layer AE (fine-tuned) / cubic x4")
     runner.save_figure(fig, args.out, "reconstructions")
-    runner.save_figure(plot.tiles(np.asarray(p1.layers[0].enc_w), title="encoder filters (5x5x3)"), args.out, "encoder_filters")
-    dec = np.asarray(p1.layers[0].dec_w).transpose(0, 1, 3, 2)  # (k, k, 3, 12): one RGB tile per feature
+    runner.save_figure(plot.tiles(np.asarray(p.layers[0].enc_w), title="encoder filters (5x5x3)"), args.out, "encoder_filters")
+    dec = np.asarray(p.layers[0].dec_w).transpose(0, 1, 3, 2)  # (k, k, 3, 12): one RGB tile per feature
     runner.save_figure(plot.tiles(dec, title="decoder filters (6x6x3)"), args.out, "decoder_filters")
-    h1 = np.asarray(ae.encode(p1, test_j[:1], 0, cfg1))[0]
+    h1 = np.asarray(codes[n_train])
     runner.save_figure(plot.imshow(list(h1.transpose(2, 0, 1)), titles=[f"f{i}" for i in range(12)], col_wrap=6, vrange="sym", cmap="RdBu_r"),
                        args.out, "pooled_responses")
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -107,20 +134,17 @@ def run(args):
     ax.legend()
     runner.save_figure(fig, args.out, "training_loss")
 
-    # video feedback, learned and random weights
-    import time
-
-    init_fn, _ = ae.feedback_process(p2f, cfg2)
+    # video feedback, learned and random weights (one compiled program for both)
+    init_fn, _ = ae.feedback_process(pf, cfg)
     state = init_fn(jax.random.key(args.seed + 7), size, size)
     video = {}
-    for name, params in (("learned", p2f), ("random", ae.random_feedback_params(jax.random.key(args.seed + 8), cfg2))):
-        ae.run_feedback(params, cfg2, state, 2)[1].block_until_ready()
+    for name, params in (("learned", pf), ("random", ae.random_feedback_params(jax.random.key(args.seed + 8), cfg))):
         t0 = time.perf_counter()
-        _, frames = ae.run_feedback(params, cfg2, state, n_frames, record_every=2)
+        _, frames = ae.run_feedback(params, cfg, state, n_frames, record_every=2)
         frames.block_until_ready()
-        fps = n_frames / (time.perf_counter() - t0)
+        if name == "random":  # the learned run compiled the program
+            metrics["feedback_fps"] = n_frames / (time.perf_counter() - t0)
         video[name] = ae.render_frames(frames)
-        metrics[f"feedback_{name}_fps"] = fps
         plot.save_animation(video[name], runner.prepare_out(args.out) / f"feedback_{name}.gif", fps=15, vrange=(0, 1))
     picks = np.linspace(0, video["random"].shape[0] - 1, 5).astype(int)
     shots = [video[k][i] for k in ("learned", "random") for i in picks]

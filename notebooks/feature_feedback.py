@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -40,7 +42,7 @@ from vision_jax import plot
 
 SMOKE = os.environ.get("VISION_JAX_SMOKE") == "1"
 print("JAX", jax.__version__, "on", jax.devices()[0].platform)
-N_TRAIN, STEPS, SIZE, FRAMES = (200, 20, 32, 20) if SMOKE else (4000, 600, 128, 300)
+N_TRAIN, STEPS, SIZE, FRAMES = (200, 6, 32, 8) if SMOKE else (4000, 600, 128, 300)
 
 # %% [markdown]
 # ## Data and a one-layer autoencoder (12 filters 5x5, 6x6 decoder, max pooling, tanh)
@@ -49,20 +51,24 @@ N_TRAIN, STEPS, SIZE, FRAMES = (200, 20, 32, 20) if SMOKE else (4000, 600, 128, 
 train = ae.colour_crops(0, N_TRAIN)
 test = ae.colour_crops(1, 100, split="test")
 cfg = ae.AutoencoderConfig(features=(12, 48), encoder_kernel=5, decoder_kernel=6, pooling="max", activation="tanh")
-params = ae.init_params(jax.random.key(0), cfg, mean=jnp.asarray(train.mean(axis=(0, 1, 2))))
-params, hist = ae.train_greedy(params, jnp.asarray(train), cfg, key=jax.random.key(1), optimizer=optax.adam(3e-3),
-                               steps_per_layer=STEPS, finetune_steps=STEPS // 3, batch_size=100, finetune_optimizer=optax.adam(3e-4))
+params = ae.init_params(jax.random.key(0), cfg, mean=train.mean(axis=(0, 1, 2)))
+# layer 1 alone, layer 2 on the frozen layer-1 codes, then both end to end on both losses
+params, hist = ae.train_greedy(params, train, cfg, key=jax.random.key(1), optimizer=optax.adam(3e-3),
+                               steps_per_layer=STEPS, finetune_steps=max(STEPS // 3, 1), batch_size=100,
+                               finetune_optimizer=optax.adam(3e-4))
 
 # %%
-h1 = ae.encode(params, jnp.asarray(test), 0, cfg)
+h1 = ae.encode(params, test, 0, cfg)  # each public call is compiled once per config, level and shape
 rec1 = np.asarray(ae.decode(params, h1, 0, cfg))
-rec2 = np.asarray(ae.apply(params, jnp.asarray(test), cfg))
+rec2 = np.asarray(ae.apply(params, test, cfg))
 for name, rec, c in (("one layer", rec1, 2), ("two layers", rec2, 4)):
     base = ae.cubic_baseline(test, c)
     print(f"{name}: L2 {ae.caffe_l2(rec, test):.2f} (cubic x{c}: {ae.caffe_l2(base, test):.2f}); "
           f"PSNR {ae.psnr(rec, test):.1f} dB (cubic {ae.psnr(base, test):.1f} dB)")
 plot.imshow(list(np.concatenate([test[:6], np.clip(rec1[:6], 0, 1), ae.cubic_baseline(test[:6], 2)])), col_wrap=6, vrange=(0, 1), zoom=0.6)
 plot.tiles(np.asarray(params.layers[0].enc_w), title="encoder filters")
+plot.tiles(np.asarray(params.layers[0].dec_w).transpose(0, 1, 3, 2), title="decoder filters")
+plot.imshow(list(np.asarray(h1[0]).transpose(2, 0, 1)), col_wrap=6, vrange="sym", cmap="RdBu_r", zoom=0.5)
 
 # %% [markdown]
 # ## Video feedback across the hierarchy (wrap-around edges, layer l updated every 2**l frames)

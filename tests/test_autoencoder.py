@@ -109,16 +109,16 @@ SGD = optax.sgd(0.05, momentum=0.9)  # one object: every training call with it s
 
 def test_greedy_stacking_freezes_lower_layer(params2, images):
     opt = SGD
-    p1, _ = ae.train_layer(params2, images, 0, CFG2, key=jax.random.key(1), optimizer=opt, steps=3, batch_size=2)
+    p1, _ = ae.train_layer(params2, images, 0, CFG2, key=jax.random.key(1), optimizer=opt, steps=3, batch_size=2, chunk_steps=1)
     compiled = ae._training._train_chunk._cache_size()
     codes = ae.encode(p1, images, 0, CFG2)
-    p2, _ = ae.train_layer(p1, codes, 1, CFG2, key=jax.random.key(2), optimizer=opt, steps=3, batch_size=2)
+    p2, _ = ae.train_layer(p1, codes, 1, CFG2, key=jax.random.key(2), optimizer=opt, steps=3, batch_size=2, chunk_steps=1)
     for a, b in zip(jax.tree_util.tree_leaves(p1.layers[0]), jax.tree_util.tree_leaves(p2.layers[0])):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(p1.layers[1]), jax.tree_util.tree_leaves(p2.layers[1])))
     np.testing.assert_array_equal(p2.mean, params2.mean)
     # train_greedy does the same, then fine-tuning moves every layer
-    pg, hist = ae.train_greedy(params2, images, CFG2, key=jax.random.key(3), optimizer=opt, steps_per_layer=3, finetune_steps=3, batch_size=2)
+    pg, hist = ae.train_greedy(params2, images, CFG2, key=jax.random.key(3), optimizer=opt, steps_per_layer=3, finetune_steps=3, batch_size=2, chunk_steps=1)
     assert [h.shape for h in hist.layer_losses] == [(3,), (3,)] and hist.finetune_losses.shape == (3,)
     # the layer stages reused the programs compiled above; only fine-tuning compiled anew
     assert ae._training._train_chunk._cache_size() == compiled + 2
@@ -128,7 +128,7 @@ def test_greedy_stacking_freezes_lower_layer(params2, images):
 def test_interrupted_training_resumes_to_the_same_result(params2, images, tmp_path, monkeypatch):
     from vision_jax.checkpoint import latest_step
 
-    kw = dict(key=jax.random.key(7), optimizer=SGD, steps=7, batch_size=2, chunk_steps=3)  # chunks of 3, 3, 1 (+2 idle)
+    kw = dict(key=jax.random.key(7), optimizer=SGD, steps=7, batch_size=2, chunk_steps=1)  # the program of the test above
     ref, ref_losses = ae.train_layer(params2, images, 0, CFG2, **kw)
     real = ae._training._train_chunk
 
@@ -162,7 +162,7 @@ def trained_one_layer(crops):
     cfg = ae.AutoencoderConfig(features=(12,), encoder_kernel=5, decoder_kernel=6)
     mean = np.asarray(images).mean(axis=(0, 1, 2))
     p0 = ae.init_params(jax.random.key(4), cfg, mean=mean)
-    p, losses = ae.train_layer(p0, images, 0, cfg, key=jax.random.key(5), optimizer=optax.adam(1e-2), steps=300, batch_size=8)
+    p, losses = ae.train_layer(p0, images, 0, cfg, key=jax.random.key(5), optimizer=optax.adam(1e-2), steps=300, batch_size=8, chunk_steps=2)
     return cfg, p0, p, losses
 
 

@@ -105,7 +105,7 @@ def test_deterministic_and_bounded_for_1000_frames(params):
     init_fn, _ = ae.feedback_process(params, CFG, fb=3.0, tblur=0.2)
     s = init_fn(jax.random.key(2), H, W, kind="binary")
     assert set(np.unique(np.asarray(s.layers[1]))) == {-1.0, 1.0}
-    f1, fr1 = ae.run_feedback(params, CFG, s, 1000, fb=3.0, tblur=0.2, record_every=100)
+    f1, fr1 = ae.run_feedback(params, CFG, s, 1000, fb=3.0, tblur=0.2, record_every=100)  # the same program as N frames
     f2, fr2 = ae.run_feedback(params, CFG, s, 1000, fb=3.0, tblur=0.2, record_every=100)
     np.testing.assert_array_equal(fr1, fr2)
     assert all(np.abs(np.asarray(x)).max() <= 1.0 for x in f1.layers)

@@ -252,23 +252,34 @@ def encode_layer(layer: LayerParams, h, *, pooling: str, activation: str, paddin
     return restore(_pool(_activate(z, activation), pooling))
 
 
+def _phase_taps(k: int):
+    """Tap of a ``k``-wide stride-2 transposed kernel used by output phase ``p`` at coarse offset ``o``
+    (``(2, 2R + 1)``, ``R = k // 4``; ``k`` marks a missing tap)."""
+    r = k // 4
+    return np.array([[u if 0 <= (u := 2 * o - p + k // 2) < k else k for o in range(-r, r + 1)] for p in (0, 1)])
+
+
 def decode_layer(layer: LayerParams, h, *, activation: str, padding: str = "zero"):
     """``h^{l+1} (..., H, W, C_{l+1}) -> h^l (..., 2H, 2W, C_l)``: stride-2 transposed convolution, bias, activation.
 
-    Caffe's Deconvolution with stride 2 and pad ``k/2 - 1``: ``out[2i - k/2 + 1 + a] += h[i] @ w[k-1-a]``,
-    i.e. a correlation of the zero-inserted map padded by ``k/2`` on each side. With circular
-    padding the coarse map is first wrapped by ``k/4 + 1`` samples and the centre kept.
+    Caffe's Deconvolution with stride 2 and pad ``k/2 - 1``: ``out[2i - k/2 + 1 + a] += h[i] @ w[k-1-a]``.
+    Computed as one stride-1 ``(2R+1) x (2R+1)`` convolution on the coarse grid (``R = k // 4``)
+    giving the four output phases as channels, then interleaved (depth to space).
     """
     k = layer.dec_w.shape[0]
+    r = k // 4
     x, restore = _as_batch(h)
-    hh, ww = x.shape[1], x.shape[2]
-    w = layer.dec_w.astype(x.dtype)
-    r = k // 4 + 1 if padding == "circular" else 0
-    if r:
-        x = _pad(x, r, r, padding)
-    z = lax.conv_general_dilated(x, w, (1, 1), [(k // 2, k // 2)] * 2, lhs_dilation=(2, 2), dimension_numbers=_DIMS)
-    if r:
-        z = z[:, 2 * r : 2 * r + 2 * hh, 2 * r : 2 * r + 2 * ww]
+    n, hh, ww, _ = x.shape
+    taps = _phase_taps(k)
+    wp = jnp.pad(layer.dec_w.astype(x.dtype), ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k reads zeros
+    g = wp[taps.T[:, None, :, None], taps.T[None, :, None, :]]  # (K, K, 2, 2, C_in, C_out): [oy, ox, py, px]
+    kk, cin, cout = 2 * r + 1, g.shape[-2], g.shape[-1]
+    w = g.transpose(0, 1, 4, 2, 3, 5).reshape(kk, kk, cin, 4 * cout)
+    if padding == "circular":
+        z = lax.conv_general_dilated(_pad(x, r, r, padding), w, (1, 1), "VALID", dimension_numbers=_DIMS)
+    else:
+        z = lax.conv_general_dilated(x, w, (1, 1), [(r, r)] * 2, dimension_numbers=_DIMS)
+    z = z.reshape(n, hh, ww, 2, 2, cout).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * hh, 2 * ww, cout)
     z = z + _last_axis(layer.dec_b, z)
     return restore(_activate(z, activation))
 

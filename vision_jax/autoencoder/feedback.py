@@ -198,28 +198,51 @@ def _check_state(state, config):
             )
 
 
-@partial(jax.jit, static_argnames=("config", "n_out", "record_every", "schedule"))
-def _run(params, state, fb, tblur, *, config, n_out, record_every, schedule):
-    dtype = state.layers[0].dtype
+@partial(jax.jit, static_argnames=("config", "schedule"))
+def _start(params, state, *, config, schedule):
+    return state, tuple(_dec(params, config, state.layers, level) for level in range(config.n_layers))
+
+
+@partial(jax.jit, static_argnames=("config", "n", "schedule"))
+def _block(params, carry, fb, tblur, n_valid, *, config, n, schedule):
+    """``n`` frames, unrolled (XLA:CPU runs convolutions inside a loop body several times slower),
+    returning every visible frame; frames from ``n_valid`` on leave the carry unchanged."""
+    dtype = carry[0].layers[0].dtype
     fbs, tblurs = (tuple(_layer_map(m, level, dtype) for level in range(config.n_layers + 1)) for m in (fb, tblur))
     step_fn = partial(_cached_transition, params, config, fbs, tblurs, schedule)
-    decoded = tuple(_dec(params, config, state.layers, level) for level in range(config.n_layers))
 
-    def outer(c, _):
-        c = lax.fori_loop(0, record_every, lambda i, c: step_fn(c), c)
+    def frame(c, i):
+        c = jax.tree.map(lambda a, b: jnp.where(i < n_valid, a, b), step_fn(c), c)
         return c, c[0].layers[0]
 
-    (state, _), frames = lax.scan(outer, (state, decoded), None, length=n_out)
-    return state, frames
+    return lax.scan(frame, carry, jnp.arange(n), unroll=True)
 
 
-def run_feedback(params, config, state: FeedbackState, n_frames: int, *, fb=1.333, tblur=0.5, schedule: str = "hierarchical", record_every: int = 1):
-    """Run ``n_frames`` frames from ``state`` in one jitted ``lax.scan``.
+def _run(params, state, fb, tblur, *, config, n_frames, record_every, schedule, block_frames):
+    """Blocks of compiled frames driven from Python: one program per config, shapes and block size."""
+    carry = _start(params, state, config=config, schedule=schedule)
+    frames, done = [], 0
+    while done < n_frames:
+        n_valid = min(n_frames - done, block_frames)
+        carry, out = _block(params, carry, fb, tblur, np.int32(n_valid), config=config, n=block_frames, schedule=schedule)
+        keep = [i for i in range(n_valid) if (done + i + 1) % record_every == 0]
+        if keep:
+            frames.append(out[keep[0] : keep[-1] + 1 : record_every])
+        done += n_valid
+    return carry[0], (frames[0] if len(frames) == 1 else jnp.concatenate(frames))
+
+
+def run_feedback(params, config, state: FeedbackState, n_frames: int, *, fb=1.333, tblur=0.5, schedule: str = "hierarchical",
+                 record_every: int = 1, block_frames: int = 8):
+    """Run ``n_frames`` frames from ``state``: compiled blocks of ``block_frames`` frames (an unrolled
+    ``lax.scan`` of the step), each decoded map recomputed only after its layer changed.
 
     Args:
       state: from ``init_fn`` of :func:`feedback_process` (or any state of matching shapes).
       n_frames: number of transitions, a multiple of ``record_every``.
       record_every: keep the visible frame every this many frames.
+      block_frames: frames per compiled block (every run with the same block size shares one
+        program; larger blocks compile longer).
 
     Returns:
       ``(final_state, frames)`` with ``frames`` ``(n_frames // record_every, H, W, C_0)`` the bottom layer, in [-1, 1].
@@ -238,7 +261,9 @@ def run_feedback(params, config, state: FeedbackState, n_frames: int, *, fb=1.33
     # scalars become maps, so that every setting shares one compiled program
     dtype = state.layers[0].dtype
     fb, tblur = (jnp.asarray(np.broadcast_to(np.asarray(m, dtype), (h, w))) for m in (fb, tblur))
-    return _run(params, state, fb, tblur, config=config, n_out=n_frames // record_every, record_every=record_every, schedule=schedule)
+    block_frames = check_int("block_frames", block_frames, min_value=1)
+    return _run(params, state, fb, tblur, config=config, n_frames=n_frames, record_every=record_every, schedule=schedule,
+                block_frames=block_frames)
 
 
 def render_frames(frames) -> np.ndarray:
