@@ -1,10 +1,14 @@
-"""Invariance learning speed: vision_jax's lax.scan step vs a plain numpy loop of the same step.
+"""Invariance learning speed: vision_jax's compiled step vs a plain numpy loop of the same step.
 
-python benchmarks/bench_invariance.py
+python benchmarks/bench_invariance.py [--frames 2048] [--rounds 5]
 900 sparse units, 20x20 windows, k = 4, 100 invariant units, frames from the digit tapestry.
-The numpy loop is the dense one-sample-at-a-time transcription (float64, one BLAS thread); ours
-runs in float32 and in float64, one stream and 8 seeds vmapped.
+The numpy loop is the dense one-sample-at-a-time transcription (one BLAS thread), run in float64
+(the reference's dtype) and in float32; each vision_jax row is compared with the numpy loop of its
+own dtype. All rows are timed in one process, round-robin, best of ``--rounds``. The floor row is
+the part no implementation of the step can skip: the responses ``sw v`` of every unit to every
+frame (here as one matrix product over all frames, at the machine's matrix-product speed).
 """
+import argparse
 import time
 
 from _timing import pin_threads, print_table
@@ -22,7 +26,9 @@ from vision_jax.sparse import invariance as inv  # noqa: E402
 
 
 def numpy_steps(sw, iw, frames, k=4, xi=0.008, alpha=1 / 3, leta=0.05, seta=0.0005, c=9.0, prec=1e-10, renorm_every=2000):
-    y = np.zeros(iw.shape[0])
+    dtype = sw.dtype
+    y = np.zeros(iw.shape[0], dtype)
+    xi, alpha, leta, seta, c, prec = (dtype.type(h) for h in (xi, alpha, leta, seta, c, prec))
     for t, v in enumerate(frames):
         p = sw @ v
         w = np.argpartition(-p, k)[:k]
@@ -39,39 +45,52 @@ def numpy_steps(sw, iw, frames, k=4, xi=0.008, alpha=1 / 3, leta=0.05, seta=0.00
     return sw, iw
 
 
-def rate(fn, n_steps, repeat=3):
-    fn()
-    best = min(_timed(fn) for _ in range(repeat))
-    return n_steps / best
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--frames", type=int, default=2048, help="frames per timed vision_jax run")
+    parser.add_argument("--numpy-frames", type=int, default=200, help="frames per timed numpy run")
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds (best is kept)")
+    args = parser.parse_args()
+    T = args.frames
     tap = jnp.asarray(data.make_tapestry(jax.random.key(0), dtype=np.float64))
-    frames64, _ = data.random_walk_frames(jax.random.key(1), tap, 10000)
+    frames64, _ = data.random_walk_frames(jax.random.key(1), tap, T)
     params64 = inv.init_params(jax.random.key(2), dtype=jnp.float64)
-    n_np = 400
-    sw, iw, f = np.asarray(params64.sw), np.asarray(params64.iw), np.asarray(frames64)
-    numpy_rate = rate(lambda: numpy_steps(sw, iw, f[:n_np]), n_np, repeat=2)
-    rows = [["numpy loop (float64, dense)", 1, numpy_rate, 1.0]]
+    keys = jax.random.split(jax.random.key(3), 8)
+    hyper = inv.InvarianceHyper()
+    cases = {}  # name -> (fn, steps per call)
     for dtype in (jnp.float64, jnp.float32):
+        name = jnp.dtype(dtype).name
         frames = frames64.astype(dtype)
         params = jax.tree.map(lambda x: x.astype(dtype), params64)
-        one = rate(lambda: jax.block_until_ready(inv.train(params, frames, k=4)), frames.shape[0])
-        keys = jax.random.split(jax.random.key(3), 8)
         batch = jax.vmap(lambda kk: inv.init_params(kk, dtype=dtype))(keys)
-        run8 = jax.jit(jax.vmap(lambda p: inv._train(p, frames, inv.InvarianceHyper(), 4, 1, 2000)))
-        eight = rate(lambda: jax.block_until_ready(run8(batch)), 8 * frames.shape[0])
-        name = jnp.dtype(dtype).name
-        rows.append([f"vision_jax lax.scan ({name})", 1, one, one / numpy_rate])
-        rows.append([f"vision_jax, 8 seeds vmapped ({name})", 8, eight, eight / numpy_rate])
-        print(f"{name}: 8 seeds vmapped give {eight / one:.2f}x the single-stream throughput")
-    print_table(["implementation", "streams", "samples/s", "speed-up vs numpy"], [[r[0], r[1], round(r[2]), f"{r[3]:.0f}x"] for r in rows])
+        sw, iw, f = (np.asarray(a) for a in (params.sw, params.iw, frames[: args.numpy_frames]))
+        one = jax.jit(lambda p, fr=frames: inv._train(p, fr, hyper, 4, 1, 2000))
+        eight = jax.jit(jax.vmap(lambda p, fr=frames: inv._train(p, fr, hyper, 4, 1, 2000)))
+        floor = jax.jit(lambda sw, fr=frames: jnp.sum(fr @ sw.T))
+        cases[f"numpy {name}"] = (lambda sw=sw, iw=iw, f=f: numpy_steps(sw, iw, f), args.numpy_frames)
+        cases[f"one {name}"] = (lambda p=params, fn=one: jax.block_until_ready(fn(p)), T)
+        cases[f"eight {name}"] = (lambda b=batch, fn=eight: jax.block_until_ready(fn(b)), 8 * T)
+        cases[f"floor {name}"] = (lambda s=params.sw, fn=floor: jax.block_until_ready(fn(s)), T)
+    best = {}
+    for name, (fn, _) in cases.items():  # warm-up (compilation)
+        fn()
+    for _ in range(args.rounds):
+        for name, (fn, _) in cases.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best.get(name, np.inf), time.perf_counter() - start)
+    rate = {name: cases[name][1] / best[name] for name in cases}
+    rows = []
+    for name in ("float64", "float32"):
+        base = rate[f"numpy {name}"]
+        rows.append([f"numpy loop ({name}, dense)", 1, round(base), "1x", "-"])
+        rows.append([f"vision_jax ({name})", 1, round(rate[f"one {name}"]), f"{rate[f'one {name}'] / base:.0f}x", "1x"])
+        rows.append([f"vision_jax, 8 seeds vmapped ({name})", 8, round(rate[f"eight {name}"]), f"{rate[f'eight {name}'] / base:.0f}x",
+                     f"{rate[f'eight {name}'] / rate[f'one {name}']:.2f}x"])
+        rows.append([f"floor: responses sw v only ({name})", 1, round(rate[f"floor {name}"]), f"{rate[f'floor {name}'] / base:.0f}x", "-"])
+    print(f"N=900, M=400, k=4, I=100; {T} frames per vision_jax run, {args.numpy_frames} per numpy run; best of {args.rounds} "
+          f"round-robin rounds; {jax.devices()[0].platform}")
+    print_table(["implementation", "streams", "steps/s", "vs numpy (same dtype)", "vs one stream"], rows)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ class InvarianceHyper(NamedTuple):
 
 class Carry(NamedTuple):
     sw: jax.Array  # (N, M)
-    w: jax.Array  # (I, N) invariant weights without their row scale
+    w: jax.Array  # (N, I) invariant weights without their row scale, transposed: iw = g[:, None] * w.T
     g: jax.Array  # (I,) row scale: iw = g[:, None] * w
     y: jax.Array  # (I,) invariant output
     t: jax.Array  # () int32 step within the epoch
@@ -98,22 +98,22 @@ def init_params(key, n_sparse: int = 900, n_inputs: int = 400, n_invariant: int 
 
 def init_carry(params: InvarianceParams) -> Carry:
     iw = params.iw
-    return Carry(params.sw, iw, jnp.ones(iw.shape[:1], iw.dtype), jnp.zeros(iw.shape[:1], iw.dtype), jnp.zeros((), jnp.int32))
+    return Carry(params.sw, iw.T, jnp.ones(iw.shape[:1], iw.dtype), jnp.zeros(iw.shape[:1], iw.dtype), jnp.zeros((), jnp.int32))
 
 
 def params_of(carry: Carry) -> InvarianceParams:
     """The dense weights of a carry."""
-    return InvarianceParams(carry.sw, carry.g[:, None] * carry.w)
+    return InvarianceParams(carry.sw, carry.g[:, None] * carry.w.T)
 
 
 def _fold(carry: Carry) -> Carry:
     """The row scale folded into ``w`` (``g = 1``)."""
-    return carry._replace(w=carry.g[:, None] * carry.w, g=jnp.ones_like(carry.g))
+    return carry._replace(w=carry.w * carry.g[None, :], g=jnp.ones_like(carry.g))
 
 
 def _fold_if(carry: Carry, pred) -> Carry:
     """:func:`_fold` when ``pred``; the branch carries only ``w`` and ``g`` (``sw`` is not copied)."""
-    w, g = lax.cond(pred, lambda w, g: (g[:, None] * w, jnp.ones_like(g)), lambda w, g: (w, g), carry.w, carry.g)
+    w, g = lax.cond(pred, lambda w, g: (w * g[None, :], jnp.ones_like(g)), lambda w, g: (w, g), carry.w, carry.g)
     return carry._replace(w=w, g=g)
 
 
@@ -138,6 +138,11 @@ def _top_k(p: jax.Array, k: int):
     return jnp.stack(vals), jnp.stack(idx)
 
 
+def _mv(a, x):
+    """``a @ x`` for a small matrix, as a product and a sum (a batched dot under vmap is slow on CPU)."""
+    return jnp.sum(a * x[None, :], axis=1)
+
+
 def _take(a, idx, axis: int):
     """``a`` at the (few, static count) indices ``idx`` along ``axis``: slices, not a gather (slow on CPU)."""
     return jnp.stack([lax.dynamic_index_in_dim(a, i, axis, keepdims=False) for i in idx], axis=axis)
@@ -160,23 +165,23 @@ def _step(carry: Carry, v, t, p, hyper, k: int, renorm_every: int | None, fold_e
         p = sw @ v
     vals, idx = _top_k(p, k)
     rows = _take(sw, idx, 0)  # (k, M)
-    r = vals @ rows
+    r = _mv(rows.T, vals)
     e = v - r
     rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
     sw = _put(sw, idx, rows, 0)
     s_w = vals / jnp.sum(rows, axis=1)  # the k non-zero entries of s
     # invariant layer on the k winning columns; silent columns through the row scale g
-    cols = _take(w, idx, 1) * g[:, None]  # (I, k) dense iw columns
-    y = y + alpha * (cols @ s_w - y)
-    q_w = cols.T @ y
+    cols = _take(w, idx, 0) * g[None, :]  # (k, I): the winning columns of iw, dense
+    y = y + alpha * (jnp.sum(cols * s_w[:, None], axis=0) - y)
+    q_w = _mv(cols, y)
     decay = 1 - seta * y
     zeta = jnp.where(s_w > 0, leta, seta)
-    new_cols = cols * (1 + y[:, None] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[None, :])
+    new_cols = cols * (1 + y[None, :] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[:, None])
     g = g * decay
-    w = _put(w, idx, new_cols / g[:, None], 1)
+    w = _put(w, idx, new_cols / g[None, :], 0)
     if renorm_every is not None:
         # iw <- c iw / rowsum(iw) is g <- c / rowsum(w): only the row scale changes
-        g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=1), lambda: g)
+        g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=0), lambda: g)
     carry = Carry(sw, w, g, y, carry.t + 1)
     if fold_every is not None:
         carry = _fold_if(carry, (t + 1) % fold_every == 0)
@@ -214,7 +219,7 @@ def _epoch(carry: Carry, frames, hyper, k: int, renorm_every: int | None, block:
         def inner(state, xs):
             carry, dirty, dirty_rows = state
             v, p, j = xs
-            p = p.at[dirty].set(dirty_rows @ v, mode="drop")
+            p = p.at[dirty].set(_mv(dirty_rows, v), mode="drop")
             carry, (idx, rows), out = _step(carry, v, b * block + j, p, hyper, k, renorm_every, None)
             idx = idx.astype(dirty.dtype)
             dirty = jnp.where(jnp.any(dirty[:, None] == idx[None, :], axis=1), n_sparse, dirty)  # superseded
