@@ -12,12 +12,18 @@ One step on an input window ``v`` (``M`` values), with non-negative weights ``sw
 The step touches only what changes. Only the ``k`` winning rows of ``sw`` enter ``r`` and change;
 only ``k`` entries of ``s`` are non-zero. For a silent sparse unit ``j`` (``s_j = 0``) the
 invariant update reduces to ``iw_ij <- iw_ij (1 - seta y_i)`` (when ``q_j >= prec``), the same
-factor for every silent column: it is kept as a per-row scale ``g`` (``iw = g[:, None] * w``), so a
-step updates ``g`` and the ``k`` winning columns of ``w`` instead of all ``I x N`` weights. The
-scale is folded back into ``w`` at every renormalisation and every ``fold_every`` steps. The
-result equals the dense update up to rounding, except for silent units with ``q_j < prec``
-(only possible when the invariant output is ~0), which decay by ``1 - seta y_i`` instead of
-``1 - seta y_i q_j / prec``.
+factor for every silent column: it is kept as a per-row scale ``g`` (``iw = g[:, None] * w.T``,
+``w`` stored transposed so that a column of ``iw`` is a contiguous row), so a step updates ``g``
+and the ``k`` winning columns instead of all ``I x N`` weights; the renormalisation only sets
+``g``. The scale is folded back into ``w`` every ``fold_every`` steps. The result equals the dense
+update up to rounding, except for silent units with ``q_j < prec`` (only possible when the
+invariant output is ~0), which decay by ``1 - seta y_i`` instead of ``1 - seta y_i q_j / prec``.
+
+Speed (CPU): the one unavoidable dense operation is ``p = sw v``. :func:`train` computes it for
+blocks of 16 frames as one matrix product from the block's initial ``sw`` (reading ``sw`` once per
+block instead of once per frame) and recomputes, per step, only the rows changed earlier in the
+block. Winners are taken by slices rather than gathers, the top-k by ``k`` rounds of max (XLA's
+top-k is a sort outside float32) and no branch carries the large weights.
 
 API: :func:`init_params` (``sw``, ``iw``), :func:`step` (one ``lax.scan`` body over the carry
 :class:`Carry`), :func:`train` (epochs x frames as nested ``lax.scan``, jitted, vmappable over
