@@ -55,8 +55,9 @@ def run(args):
     }
     fig, axes = plt.subplots(len(stimuli), 1, figsize=(8, 2.2 * len(stimuli)), sharex=True)
     responses = {}
+    radii = retina.blur_radii(params)  # one compiled program for every run below of n frames (and lambda_A = 0)
     for ax, (name, movie) in zip(axes, stimuli.items()):
-        _, out = retina.run(params, state0, jnp.asarray(movie))
+        _, out = retina.run(params, state0, jnp.asarray(movie), stages=True, radii=radii)
         trace = _centre_trace(out, H, W)
         t = np.arange(n) * dt
         ax.plot(t, trace[:, 0], color="tab:red", label="ON rate")
@@ -83,7 +84,7 @@ def run(args):
     # Contrast gain control: F1 of the bipolar potential per unit contrast, with and without the feedback.
     contrasts = np.array([0.05, 0.1, 0.2, 0.4, 0.8])
     freq = 4.0
-    m = int(round(2.0 / dt))
+    m = n
     gains = {}
     for label, p in (("with CGC", params), ("lambda_A = 0", params.replace(adaptation_amplification=0.0))):
         st = retina.init_state(p, (H, W), key=key, luminance=bg)
@@ -91,7 +92,7 @@ def run(args):
         for c in contrasts:
             movie = retina.drifting_grating(m, (H, W), period=8.0 * ppd / 2, frames_per_cycle=1 / (freq * dt), background=bg,
                                             contrast=float(c))
-            _, out = retina.run(p, st, jnp.asarray(movie), spikes=False, stages=True)
+            _, out = retina.run(p, st, jnp.asarray(movie), stages=True, radii=radii)
             v = np.asarray(out.bipolar)[m // 2:, H // 2, W // 2]
             g.append(_f1(v - v.mean(), dt, freq) / c)
         gains[label] = np.array(g)
@@ -118,14 +119,17 @@ def run(args):
     T = int(round(0.6 / dt))
     t = np.arange(T)
     flicker = bg * (1 + 0.6 * np.sign(np.sin(2 * np.pi * t * dt * 3.0)))
-    movie = jnp.asarray(np.broadcast_to(flicker[:, None, None], (T,) + small), jnp.float32)
+    movie = jnp.asarray(np.broadcast_to(flicker[:, None, None], (T,) + small).astype(np.float32))
     truth_tau = np.array([0.005, 0.01, 0.02, 0.04], np.float32)
     truth_amp = np.array([6.0, 9.0, 12.0, 15.0], np.float32)
-    targets = jnp.stack([retina.run(fit_params.replace(center_tau=a, opl_amplification=b), st, movie, spikes=False)[1].rates
-                         for a, b in zip(truth_tau, truth_amp)])
+    # one set of blur sizes (those of the shortest time constant) for the targets and the fit: one compiled program each
+    fit_radii = retina.blur_radii(fit_params.replace(center_tau=0.004))
+    targets = np.stack([retina.run(fit_params.replace(center_tau=a, opl_amplification=b), st, movie, spikes=False,
+                                   radii=fit_radii)[1].rates for a, b in zip(truth_tau, truth_amp)])
     starts = {"center_tau": [0.008, 0.015, 0.03], "opl_amplification": [7.0, 10.0, 14.0]}
     result = retina.multistart_fit(fit_params, st, movie, targets, starts, fields=("center_tau", "opl_amplification"),
-                                   steps=fit_steps, learning_rate=0.03, batched=True, chunk_size=T // 2, key=key)
+                                   steps=fit_steps, learning_rate=0.03, batched=True, chunk_size=T // 2, key=key,
+                                   radii=fit_radii)
     tau_fit, amp_fit = np.asarray(result.params.center_tau), np.asarray(result.params.opl_amplification)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3))
     for i, losses in enumerate(result.losses):

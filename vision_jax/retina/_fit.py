@@ -41,11 +41,33 @@ class MultistartResult(NamedTuple):
 
 
 def _response(params, state, movie, output, chunk_size, radii, remat):
+    """``output`` over ``movie``, run ``chunk_size`` frames at a time with the state carried across chunks.
+
+    Whole chunks go through one ``lax.scan`` (one copy of the cascade in the compiled program);
+    with ``remat`` each chunk is a ``jax.checkpoint``: the backward pass keeps only the states at
+    chunk boundaries and recomputes each chunk's steps.
+    """
+    T = movie.shape[0]
+    size = T if chunk_size is None else min(chunk_size, T)
+    n_full = T // size
+
+    def one(s, chunk):
+        s, out = run(params, s, chunk, spikes=False, stages=output != "rates", radii=radii, remat=remat)
+        return s, getattr(out, output)
+
+    if remat:
+        one = jax.checkpoint(one)
     outs, s = [], state
-    size = movie.shape[0] if chunk_size is None else chunk_size
-    for i in range(0, movie.shape[0], size):
-        s, out = run(params, s, movie[i:i + size], spikes=False, stages=output != "rates", radii=radii, remat=remat)
-        outs.append(getattr(out, output))
+    if n_full == 1:
+        s, y = one(s, movie[:size])
+        outs.append(y)
+    else:
+        chunks = movie[:n_full * size].reshape((n_full, size) + movie.shape[1:])
+        s, ys = lax.scan(one, s, chunks)
+        outs.append(ys.reshape((n_full * size,) + ys.shape[2:]))
+    if T > n_full * size:
+        s, y = one(s, movie[n_full * size:])
+        outs.append(y)
     return jnp.concatenate(outs) if len(outs) > 1 else outs[0]
 
 
@@ -114,7 +136,7 @@ def fit_function(params: RetinaParams, state: RetinaState, movie, *, fields: Seq
 
 def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequence[str], steps: int = 200,
         learning_rate: float = 0.05, output: str = "rates", batched: bool = False, chunk_size: int | None = None,
-        remat: bool = False, optimizer=None) -> FitResult:
+        remat: bool = False, optimizer=None, radii: tuple | None = None) -> FitResult:
     """Fit ``fields`` of ``params`` so that ``run(params, state, movie)``'s ``output`` matches ``target``.
 
     Minimises the mean squared error with Adam (or ``optimizer``, an optax transformation) on the
@@ -131,6 +153,9 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
       target: the ``output`` for ``movie``: ``(T, ...)``, or ``(n_cells, T, ...)`` when batched.
       fields: names of :class:`RetinaParams` float fields to fit.
       output: one of ``rates``, ``opl``, ``bipolar``, ``adaptation``, ``ganglion_input``.
+      radii: static blur sizes (:func:`blur_radii`); by default those of the starting values. The
+        leaky-heat blur per step narrows as ``center_tau`` grows: pass the radii of the smallest
+        time constant the fit may reach (and generate targets with the same radii).
 
     Returns:
       :class:`FitResult` with the fitted params and the loss history.
@@ -138,7 +163,7 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
     fields, steps, movie, target, chunk_size = _check_common(fields, output, steps, learning_rate, movie, target, chunk_size)
     n_cells = None
     for f in fields:
-        value = jnp.asarray(getattr(params, f))
+        value = np.asarray(getattr(params, f))
         if batched:
             if value.ndim != 1 or (n_cells is not None and value.shape[0] != n_cells):
                 raise ValueError(f"params.{f}: expected one starting value per cell, shape (n_cells,), got {value.shape}")
@@ -149,9 +174,10 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
         raise ValueError(f"target: expected a leading axis of {n_cells} cells, got shape {tuple(target.shape)}")
     start = {f: jnp.asarray(getattr(params, f), movie.dtype) for f in fields}
     # the fitted fields are replaced inside the optimisation: build it from scalar placeholders
-    base = params.replace(**{f: jnp.asarray(getattr(params, f)).reshape(-1)[0] for f in fields})
+    base = params.replace(**{f: np.asarray(getattr(params, f)).reshape(-1)[0] for f in fields})
     optimise = fit_function(base, state, movie, fields=fields, steps=steps, learning_rate=learning_rate, output=output,
-                            chunk_size=chunk_size, remat=remat, optimizer=optimizer, radii=blur_radii(params))
+                            chunk_size=chunk_size, remat=remat, optimizer=optimizer,
+                            radii=blur_radii(params) if radii is None else radii)
     if batched:
         fitted, losses = jax.jit(jax.vmap(optimise))(start, target)
         losses = jnp.sum(losses, axis=0)
@@ -163,7 +189,7 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
 def multistart_fit(params: RetinaParams, state: RetinaState, movie, target, starts: dict, *, fields: Sequence[str],
                    key=None, steps: int = 200, learning_rate: float = 0.05, output: str = "rates", batched: bool = False,
                    chunk_size: int | None = None, remat: bool = False, product: bool = False, devices=None,
-                   optimizer=None) -> MultistartResult:
+                   optimizer=None, radii: tuple | None = None) -> MultistartResult:
     """Fit from several starting points at once through :func:`vision_jax.sweep.sweep` and keep the best.
 
     Each starting point is one sweep configuration (``starts``: dict field -> list of starting
@@ -178,8 +204,9 @@ def multistart_fit(params: RetinaParams, state: RetinaState, movie, target, star
     if not isinstance(starts, dict) or set(starts) != set(fields):
         raise ValueError(f"starts: expected a dict with one list of starting values per field {list(fields)}, "
                          f"got {list(starts) if isinstance(starts, dict) else type(starts).__name__}")
-    base = params.replace(**{f: jnp.asarray(getattr(params, f)).reshape(-1)[0] for f in fields})
-    radii = blur_radii(params.replace(**{f: np.asarray(starts[f], np.float64) for f in fields}))
+    base = params.replace(**{f: np.asarray(getattr(params, f)).reshape(-1)[0] for f in fields})
+    if radii is None:  # the largest blurs over the starts
+        radii = blur_radii(params.replace(**{f: np.asarray(starts[f], np.float64) for f in fields}))
     optimise = fit_function(base, state, movie, fields=fields, steps=steps, learning_rate=learning_rate, output=output,
                             chunk_size=chunk_size, remat=remat, optimizer=optimizer, radii=radii)
     target = jnp.asarray(target)

@@ -276,10 +276,14 @@ def cgc_steady_state(drive, inert_leak, adaptation_amplification, n_newton: int 
     if not (isinstance(adaptation_amplification, (int, float)) and adaptation_amplification == 0):
         cube = jnp.cbrt(jnp.abs(drive) / jnp.maximum(adaptation_amplification, 1e-30))
         v = jnp.sign(drive) * jnp.minimum(jnp.abs(v), cube)
-    for _ in range(n_newton):
-        f = adaptation_amplification * v**3 + inert_leak * v - drive
-        v = v - f / (3 * adaptation_amplification * v**2 + inert_leak)
-    return v
+    lam, g0 = jnp.asarray(adaptation_amplification, v.dtype), jnp.asarray(inert_leak, v.dtype)
+
+    def newton(_, v):
+        f = lam * v**3 + g0 * v - drive
+        return v - f / (3 * lam * v**2 + g0)
+
+    # a loop, not an unrolled chain: XLA would fuse and duplicate the unrolled iterations (slow to compile)
+    return lax.fori_loop(0, n_newton, newton, v)
 
 
 def _taps(sigma_px, radius: int):
@@ -335,8 +339,9 @@ def init_state(params: RetinaParams, frame_shape, *, key, luminance=None, dtype=
     Args:
       params: :class:`RetinaParams`.
       frame_shape: ``(H, W)``.
-      key: PRNG key for the LIF start potentials (uniform in [0, 1), VR's ``random-init``) and
-        for the noise and refractory draws of later steps.
+      key: PRNG key for the LIF start potentials (uniform in (0, 1), VR's ``random-init``) and
+        for the noise and refractory draws of later steps (kept in the state; every draw is a
+        hash of bits drawn once from it, the frame index, a stream number and the cell).
       luminance: ``None`` starts every filter at 0; a number starts every stage at its steady
         state for a uniform screen of that luminance (Virtual Retina starts the OPL at
         ``luminosity_range / 2``).
@@ -347,14 +352,18 @@ def init_state(params: RetinaParams, frame_shape, *, key, luminance=None, dtype=
         raise ValueError(f"frame_shape: expected (H, W), got {tuple(frame_shape)}")
     H, W = (check_int("frame_shape", int(s), min_value=1) for s in frame_shape)
     dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
-    cfg = params.config
-    p = jax.tree.map(lambda v: jnp.asarray(v, dtype), params)
-    k_v, k_noise = jax.random.split(key)
-    if luminance is None:
-        c = jnp.zeros((), dtype)
-    else:
+    if luminance is not None:
         check_nonnegative("luminance", luminance)
-        c = p.opl_amplification * jnp.asarray(luminance, dtype) / cfg.luminosity_range
+    p = jax.tree.map(lambda v: jnp.asarray(v, dtype), params)
+    return _init_arrays(p, key, jnp.asarray(0.0 if luminance is None else luminance, dtype), (H, W), dtype)
+
+
+@partial(jax.jit, static_argnums=(3, 4))
+def _init_arrays(p: RetinaParams, key, luminance, shape, dtype) -> RetinaState:
+    """The state's arrays, in one compiled call (steady state for a uniform screen of ``luminance``; 0 is rest)."""
+    cfg = p.config
+    H, W = shape
+    c = p.opl_amplification * luminance / cfg.luminosity_range
     u = c * (1 - p.undershoot_weight) if cfg.undershoot else c
     i_opl = u * (1 - p.opl_weight)
     v = cgc_steady_state(p.bipolar_amplification * i_opl, p.inert_leak, p.adaptation_amplification)
@@ -373,9 +382,9 @@ def init_state(params: RetinaParams, frame_shape, *, key, luminance=None, dtype=
         transient_lowpass=full(v),
         transient=full(v_trs),
         current=jnp.broadcast_to(current[:, None, None], (2, H, W)),
-        voltage=jax.random.uniform(k_v, (2, H, W), dtype),
+        voltage=_uniforms(_seed(key), 0, _VOLTAGE_STREAM, (2, H, W), dtype),
         refractory=jnp.zeros((2, H, W), dtype),
-        key=k_noise,
+        key=key,
         frame=jnp.zeros((), jnp.int32),
     )
 
@@ -423,8 +432,31 @@ def _fmix32(x):
 
 
 def _seed(key):
-    """Two uint32 seed words drawn from a PRNG key (once per run)."""
-    return jax.random.bits(key, (2,), jnp.uint32)
+    """Two uint32 seed words from a PRNG key: its raw words mixed by the hash (no PRNG call, cheap to compile)."""
+    words = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    words = jnp.asarray(words).reshape(-1).astype(jnp.uint32)
+    h0 = _fmix32(words[0] ^ jnp.uint32(0x3C6EF372))
+    h1 = _fmix32(h0 ^ jnp.uint32(0xA54FF53A))
+    for i in range(1, words.shape[0]):
+        h0 = _fmix32(h0 ^ _fmix32(words[i] + jnp.uint32(i)))
+        h1 = _fmix32(h1 + words[i])
+    return jnp.stack([h0, _fmix32(h1 ^ h0)])
+
+
+_VOLTAGE_STREAM = 2  # streams 0 and 1: membrane noise and refractory jitter
+
+
+def _uniforms(seed, frame_index, stream: int, shape, dtype):
+    """Uniform draws in (0, 1) of ``shape`` (any rank) from a counter-based hash of ``(seed, frame, stream, cell)``."""
+    counter = jnp.asarray(frame_index).astype(jnp.uint32) * jnp.uint32(_GOLDEN) + jnp.uint32((stream * 0x632BE5AB) & 0xFFFFFFFF)
+    c = _fmix32(counter ^ seed[0])
+    cell = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(len(shape))):
+        cell = cell + lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
+        stride *= shape[axis]
+    h = _fmix32(_fmix32(cell ^ c) + seed[1])
+    return ((h >> 8).astype(dtype) + 0.5) * (1.0 / (1 << 24))
 
 
 def _normals(seed, frame_index, stream: int, shape, dtype):
@@ -435,12 +467,7 @@ def _normals(seed, frame_index, stream: int, shape, dtype):
     movie is chunked; hashing inside the step keeps them fused with the spiking update (no stored
     ``(T, 2, H, W)`` array of draws).
     """
-    counter = jnp.asarray(frame_index).astype(jnp.uint32) * jnp.uint32(_GOLDEN) + jnp.uint32((stream * 0x632BE5AB) & 0xFFFFFFFF)
-    c = _fmix32(counter ^ seed[0])
-    cell = lax.broadcasted_iota(jnp.uint32, shape, 0) * jnp.uint32(shape[1] * shape[2]) + \
-        lax.broadcasted_iota(jnp.uint32, shape, 1) * jnp.uint32(shape[2]) + lax.broadcasted_iota(jnp.uint32, shape, 2)
-    h = _fmix32(_fmix32(cell ^ c) + seed[1])
-    u = ((h >> 8).astype(dtype) + 0.5) * (1.0 / (1 << 24))  # in (0, 1)
+    u = _uniforms(seed, frame_index, stream, shape, dtype)
     radius = jnp.sqrt(-2 * jnp.log(u[0]))
     cos, sin = _cos_sin_2pi(u[1])
     return jnp.stack([radius * cos, radius * sin])
@@ -592,7 +619,10 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
       movie: ``(T, H, W)`` finite floats.
       spikes: simulate the LIF units (``False``: rates only, faster and deterministic).
       stages: also return ``opl``, ``bipolar``, ``adaptation`` and ``ganglion_input``.
-      radii: static blur sizes from :func:`blur_radii` (needed when the sigmas are traced).
+      radii: static blur sizes from :func:`blur_radii` (needed when the sigmas are traced). By
+        default those of ``params``, without the adaptation blur when ``adaptation_amplification``
+        is a concrete 0 (it would blur zeros); pass ``radii`` to share one compiled program
+        between such parameters and others.
       remat: recompute each step in the backward pass (``jax.checkpoint``) to save memory.
 
     Returns:
@@ -609,9 +639,7 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
         raise ValueError(f"state: has {state.center.shape[0]} centre poles, params.config needs {_n_poles(params.config)}; "
                          "build it with init_state(params, ...)")
     check_params(params)
-    if radii is None:
-        radii = blur_radii(params)
+    radii = _static_radii(params, blur_radii(params)) if radii is None else tuple(radii)
     draws = _static_draws(params, spikes)
-    radii = _static_radii(params, tuple(radii))
     params = jax.tree.map(lambda x: jnp.asarray(x, movie.dtype), params)
     return _run(params, state, movie, tuple(radii), bool(spikes), draws, bool(stages), bool(remat))
