@@ -26,7 +26,7 @@ def add_arguments(parser):
     parser.add_argument("--variants", action="store_true",
                         help="also train the source's AE-0 (3x3 encoder, 4x4 decoder) and AE-5 (ReLU, no mean subtraction); on with --full")
     parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="training steps between orbax checkpoints in OUT/checkpoints (default 200, --full 2000)")
+                        help="training steps between orbax checkpoints in OUT/checkpoints (default 200, --full 2000); rerun with the same arguments to resume")
     parser.add_argument("--fresh", action="store_true", help="discard checkpoints of an earlier run in --out")
 
 
@@ -71,11 +71,11 @@ def run(args):
     train, test, source = _load_data(args, 50000 if full else 4000, 1000 if full else 200)
     n_train = train.shape[0]
     mean = train.mean(axis=(0, 1, 2))
-    both = jnp.asarray(np.concatenate([train, test]))  # one encoder call (one program) for the training codes and the test set
-    train_j, test_j = both[:n_train], both[n_train:]
-    k1, k2, k3, k4, k5, k6 = jax.random.split(jax.random.key(args.seed), 6)
+    both = np.concatenate([train, test])  # one encoder call (one program) for the training codes and the test set
+    train_j, test_j = jnp.asarray(train), jnp.asarray(test)
+    k1, k2, k3, k4, k5, k6 = (jax.random.key(args.seed * 1000 + i) for i in range(6))
     opt = optax.adam(optax.exponential_decay(3e-3, max(steps // 2, 1), 0.3))
-    common = dict(batch_size=100, chunk_steps=min(every, steps), fingerprint={"data": source, "seed": args.seed, "n_train": int(n_train)})
+    common = dict(batch_size=100, save_every=every, fingerprint={"data": source, "seed": args.seed, "n_train": int(n_train)})
     metrics = {"data": source, "n_train": int(n_train), "n_test": int(test.shape[0]), "steps_per_layer": steps,
                "source_test_l2": SOURCE_L2}
     cubic2, cubic4 = ae.cubic_baseline(test, 2), ae.cubic_baseline(test, 4)
@@ -85,19 +85,17 @@ def run(args):
     cfg = ae.AutoencoderConfig(features=(12, 48), encoder_kernel=5, decoder_kernel=6, pooling="max", activation="tanh")
     p = ae.init_params(k1, cfg, mean=mean)
     p, loss1 = ae.train_layer(p, train_j, 0, cfg, key=k2, optimizer=opt, steps=steps, checkpoint_dir=checkpoints / "layer1", **common)
-    codes = ae.encode(p, both, 0, cfg)
+    codes = np.asarray(ae.encode(p, both, 0, cfg))
     rec1 = np.asarray(ae.decode(p, codes[n_train:], 0, cfg))  # the one-layer autoencoder on the test set
     metrics["one_layer"] = {"test_l2": ae.caffe_l2(rec1, test), "test_psnr_db": ae.psnr(rec1, test),
                             "cubic_l2": ae.caffe_l2(cubic2, test), "cubic_psnr_db": ae.psnr(cubic2, test)}
     p, loss2 = ae.train_layer(p, codes[:n_train], 1, cfg, key=k3, optimizer=opt, steps=steps, checkpoint_dir=checkpoints / "layer2", **common)
     rec2_stacked = np.asarray(ae.apply(p, test_j, cfg))
-    layer2_l2 = float(ae.layer_loss(p, codes[n_train:], 1, cfg))
     ft_steps = max(steps // 3, 1)
     pf, loss_ft = ae.fine_tune(p, train_j, cfg, key=k4, optimizer=optax.adam(3e-4), steps=ft_steps,
-                               checkpoint_dir=checkpoints / "finetune", **{**common, "chunk_steps": min(every, ft_steps)})
+                               checkpoint_dir=checkpoints / "finetune", **common)
     rec2 = np.asarray(ae.apply(pf, test_j, cfg))
     metrics["two_layers"] = {"stacked_test_l2": ae.caffe_l2(rec2_stacked, test), "stacked_psnr_db": ae.psnr(rec2_stacked, test),
-                             "layer2_code_mse": layer2_l2,
                              "finetuned_test_l2": ae.caffe_l2(rec2, test), "finetuned_psnr_db": ae.psnr(rec2, test),
                              "cubic_l2": ae.caffe_l2(cubic4, test), "cubic_psnr_db": ae.psnr(cubic4, test)}
 
@@ -108,8 +106,8 @@ def run(args):
         metrics["variants"] = {}
         for i, (name, kw) in enumerate(variants.items()):
             vcfg = ae.AutoencoderConfig(features=(12,), **kw)
-            vp = ae.init_params(jax.random.fold_in(k5, i), vcfg, mean=mean)
-            vp, _ = ae.train_layer(vp, train_j, 0, vcfg, key=jax.random.fold_in(k6, i), optimizer=opt, steps=steps,
+            vp = ae.init_params(jax.random.key(args.seed * 1000 + 10 + i), vcfg, mean=mean)
+            vp, _ = ae.train_layer(vp, train_j, 0, vcfg, key=jax.random.key(args.seed * 1000 + 20 + i), optimizer=opt, steps=steps,
                                    checkpoint_dir=checkpoints / f"variant{i}", **common)
             vrec = np.asarray(ae.apply(vp, test_j, vcfg))
             metrics["variants"][name] = {"test_l2": ae.caffe_l2(vrec, test), "test_psnr_db": ae.psnr(vrec, test)}

@@ -115,8 +115,8 @@ def _train_chunk(carry, index, fixed, data, key, steps, *, objective, config, le
     """``chunk`` optimizer steps ``index * chunk ...``; steps from ``steps`` on leave the carry unchanged.
 
     Step ``i`` draws its minibatch from ``fold_in(key, i)``, so the result does not depend on how
-    the steps are cut into chunks (nor on an interruption between two chunks). The steps are
-    unrolled: XLA:CPU runs convolutions inside a loop body several times slower.
+    the steps are cut into chunks (nor on an interruption between two chunks). On CPU the steps
+    are unrolled: XLA:CPU runs convolutions inside a loop body several times slower.
     """
     n = data.shape[0]
     loss_fn = partial(_objective, objective=objective, config=config, level=level, weights=weights)
@@ -130,7 +130,8 @@ def _train_chunk(carry, index, fixed, data, key, steps, *, objective, config, le
         live = i < steps
         return jax.tree.map(lambda new, old: jnp.where(live, new, old), (p_new, s_new), (p, s)), loss
 
-    return jax.lax.scan(step, carry, index * chunk + jnp.arange(chunk, dtype=jnp.int32), unroll=True)
+    unroll = jax.default_backend() == "cpu"
+    return jax.lax.scan(step, carry, index * chunk + jnp.arange(chunk, dtype=jnp.int32), unroll=unroll)
 
 
 def _fit(trainable, fixed, data, *, key, optimizer, steps, batch_size, chunk_steps, checkpoint_dir, save_every,
@@ -167,11 +168,21 @@ def _fit(trainable, fixed, data, *, key, optimizer, steps, batch_size, chunk_ste
     return trainable, jnp.asarray(np.asarray(losses).reshape(-1)[:steps])
 
 
-def _check_training(optimizer, steps, batch_size, chunk_steps=1, save_every=1):
+def _default_chunk(chunk_steps, save_every):
+    """Steps per compiled chunk and chunks per checkpoint: one step per program on CPU (an unrolled
+    chunk compiles for each step, and the dispatch of a step is cheap next to its work), 100 elsewhere;
+    a checkpoint every 200 steps."""
+    if chunk_steps is None:
+        chunk_steps = 1 if jax.default_backend() == "cpu" else 100
+    chunk_steps = check_int("chunk_steps", chunk_steps, min_value=1)
+    if save_every is None:
+        save_every = max(1, 200 // chunk_steps)
+    return chunk_steps, check_int("save_every", save_every, min_value=1)
+
+
+def _check_training(optimizer, steps, batch_size):
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer: expected an optax.GradientTransformation, got {type(optimizer).__name__}")
-    check_int("chunk_steps", chunk_steps, min_value=1)
-    check_int("save_every", save_every, min_value=1)
     return check_int("steps", steps, min_value=1), check_int("batch_size", batch_size, min_value=1)
 
 
@@ -186,8 +197,10 @@ _TRAINING_DOC = """
       optimizer: an optax transformation, e.g. ``optax.sgd(1e-2, momentum=0.9)`` or ``optax.adam(3e-3)``;
         pass the same object again to reuse the compiled program.
       steps, batch_size: optimizer steps and minibatch size (drawn with replacement).
-      chunk_steps: steps per compiled chunk (unrolled; the progress bar moves between chunks).
-      checkpoint_dir: save orbax checkpoints there every ``save_every`` chunks; a run started
+      chunk_steps: steps per compiled chunk (the progress bar moves between chunks; default 1 on
+        CPU, where a chunk is unrolled, else 100).
+      checkpoint_dir: save orbax checkpoints there every ``save_every`` chunks (default: every
+        200 steps); a run started
         again with the same arguments resumes from the latest one and ends with the same result.
       fingerprint: extra JSON-able arguments checked on resume (e.g. the data's description).
       show_progress: force the tqdm bar on or off (default: on when stderr is a terminal).
@@ -195,7 +208,7 @@ _TRAINING_DOC = """
 
 
 def train_layer(params: AutoencoderParams, inputs, level: int, config: AutoencoderConfig, *, key, optimizer, steps: int,
-                batch_size: int = 100, chunk_steps: int = 10, checkpoint_dir=None, save_every: int = 20,
+                batch_size: int = 100, chunk_steps: int | None = None, checkpoint_dir=None, save_every: int | None = None,
                 fingerprint=None, show_progress=None):
     """Train layer ``level`` alone to reconstruct its input; every other layer stays frozen.
 
@@ -207,7 +220,8 @@ def train_layer(params: AutoencoderParams, inputs, level: int, config: Autoencod
       ``(params, losses)`` with ``losses`` ``(steps,)`` the minibatch MSEs.
     """
     _check_config(config)
-    steps, batch_size = _check_training(optimizer, steps, batch_size, chunk_steps, save_every)
+    steps, batch_size = _check_training(optimizer, steps, batch_size)
+    chunk_steps, save_every = _default_chunk(chunk_steps, save_every)
     _check_key(key)
     level = check_int("level", level, min_value=0, max_value=config.n_layers - 1)
     inputs = _check_input("inputs", inputs, config, level, scale=2)
@@ -221,7 +235,7 @@ def train_layer(params: AutoencoderParams, inputs, level: int, config: Autoencod
 
 
 def fine_tune(params: AutoencoderParams, images, config: AutoencoderConfig, *, key, optimizer, steps: int,
-              batch_size: int = 100, weights=None, chunk_steps: int = 10, checkpoint_dir=None, save_every: int = 20,
+              batch_size: int = 100, weights=None, chunk_steps: int | None = None, checkpoint_dir=None, save_every: int | None = None,
               fingerprint=None, show_progress=None):
     """Train all layers end to end on :func:`stack_loss` (default weights 1 at every level).
 
@@ -233,7 +247,8 @@ def fine_tune(params: AutoencoderParams, images, config: AutoencoderConfig, *, k
       ``(params, losses)``.
     """
     _check_config(config)
-    steps, batch_size = _check_training(optimizer, steps, batch_size, chunk_steps, save_every)
+    steps, batch_size = _check_training(optimizer, steps, batch_size)
+    chunk_steps, save_every = _default_chunk(chunk_steps, save_every)
     _check_key(key)
     images = _check_input("images", images, config, 0, scale=2**config.n_layers)
     weights = (1.0,) * config.n_layers if weights is None else tuple(float(check_nonnegative("weights", w)) for w in weights)
@@ -258,8 +273,8 @@ class GreedyHistory(NamedTuple):
 
 
 def train_greedy(params, images, config, *, key, optimizer, steps_per_layer: int, finetune_steps: int = 0,
-                 batch_size: int = 100, finetune_optimizer=None, chunk_steps: int = 10, checkpoint_dir=None,
-                 save_every: int = 20, fingerprint=None, show_progress=None):
+                 batch_size: int = 100, finetune_optimizer=None, chunk_steps: int | None = None, checkpoint_dir=None,
+                 save_every: int | None = None, fingerprint=None, show_progress=None):
     """Greedy stacking as in the source: train layer 0 on images; freeze it and train layer 1 on its
     codes; ...; then optionally fine-tune all layers end to end (:func:`fine_tune`).
 

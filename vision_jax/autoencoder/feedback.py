@@ -215,7 +215,7 @@ def _block(params, carry, fb, tblur, n_valid, *, config, n, schedule):
         c = jax.tree.map(lambda a, b: jnp.where(i < n_valid, a, b), step_fn(c), c)
         return c, c[0].layers[0]
 
-    return lax.scan(frame, carry, jnp.arange(n), unroll=True)
+    return lax.scan(frame, carry, jnp.arange(n), unroll=jax.default_backend() == "cpu")
 
 
 def _run(params, state, fb, tblur, *, config, n_frames, record_every, schedule, block_frames):
@@ -233,7 +233,7 @@ def _run(params, state, fb, tblur, *, config, n_frames, record_every, schedule, 
 
 
 def run_feedback(params, config, state: FeedbackState, n_frames: int, *, fb=1.333, tblur=0.5, schedule: str = "hierarchical",
-                 record_every: int = 1, block_frames: int = 8):
+                 record_every: int = 1, block_frames: int = 4):
     """Run ``n_frames`` frames from ``state``: compiled blocks of ``block_frames`` frames (an unrolled
     ``lax.scan`` of the step), each decoded map recomputed only after its layer changed.
 
