@@ -34,7 +34,7 @@ def add_arguments(parser):
                         help="instead of one run per method, scan eta_homeo (the paper's Fig. 2B): final F per method x eta_homeo x seed")
     parser.add_argument("--sweep-values", type=float, nargs="+", default=None,
                         help="eta_homeo values of --sweep (default 5 log-spaced values from 0.001 to 0.1)")
-    parser.add_argument("--sweep-batch", type=int, default=2,
+    parser.add_argument("--sweep-batch", type=int, default=4,
                         help="runs computed together in --sweep (vmapped; the rest in sequence inside the same compiled call)")
 
 
