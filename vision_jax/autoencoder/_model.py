@@ -308,14 +308,14 @@ def _check_input(name, x, config, level, *, scale: int = 1):
     return x
 
 
-@partial(jax.jit, static_argnames=("level", "config", "padding"))
+@partial(jax.jit, static_argnames=("level", "config", "padding"), inline=True)
 def _encode_jit(params, x, *, level, config, padding):
     if level == 0 and config.subtract_mean:
         x = x - _last_axis(params.mean, x)
     return encode_layer(params.layers[level], x, pooling=config.pooling[level], activation=config.activation[level], padding=padding)
 
 
-@partial(jax.jit, static_argnames=("level", "config", "padding"))
+@partial(jax.jit, static_argnames=("level", "config", "padding"), inline=True)
 def _decode_jit(params, h, *, level, config, padding):
     y = decode_layer(params.layers[level], h, activation=config.activation[level], padding=padding)
     if level == 0 and config.subtract_mean:
@@ -323,7 +323,7 @@ def _decode_jit(params, h, *, level, config, padding):
     return y
 
 
-@partial(jax.jit, static_argnames=("config", "padding"))
+@partial(jax.jit, static_argnames=("config", "padding"), inline=True)
 def _encode_all_jit(params, x, *, config, padding):
     codes, h = [], x
     for level in range(config.n_layers):
@@ -332,7 +332,7 @@ def _encode_all_jit(params, x, *, config, padding):
     return tuple(codes)
 
 
-@partial(jax.jit, static_argnames=("config", "padding"))
+@partial(jax.jit, static_argnames=("config", "padding"), inline=True)
 def _apply_jit(params, x, *, config, padding):
     h = _encode_all_jit(params, x, config=config, padding=padding)[-1]
     for level in reversed(range(config.n_layers)):

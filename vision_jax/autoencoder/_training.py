@@ -58,12 +58,12 @@ def psnr(pred, target, *, peak: float = 1.0) -> float:
     return float("inf") if err == 0 else float(10 * np.log10(peak**2 / err))
 
 
-@partial(jax.jit, static_argnames=("level", "config"))
+@partial(jax.jit, static_argnames=("level", "config"), inline=True)
 def _layer_loss(params, h, *, level, config):
     return mse(decode(params, encode(params, h, level, config), level, config), h)
 
 
-@partial(jax.jit, static_argnames=("config", "weights"))
+@partial(jax.jit, static_argnames=("config", "weights"), inline=True)
 def _stack_loss(params, x, *, config, weights):
     hs = (x,) + encode_all(params, x, config)
     d, total = hs[-1], 0.0
@@ -121,17 +121,27 @@ def _train_chunk(carry, index, fixed, data, key, steps, *, objective, config, le
     n = data.shape[0]
     loss_fn = partial(_objective, objective=objective, config=config, level=level, weights=weights)
 
-    def step(c, i):
+    def step(c, i, masked=True):
         p, s = c
         batch = data[jax.random.randint(jax.random.fold_in(key, i), (batch_size,), 0, n)]
         loss, grads = jax.value_and_grad(loss_fn)(p, fixed, batch)
         updates, s_new = optimizer.update(grads, s, p)
         p_new = optax.apply_updates(p, updates)
+        if not masked:
+            return (p_new, s_new), loss
         live = i < steps
         return jax.tree.map(lambda new, old: jnp.where(live, new, old), (p_new, s_new), (p, s)), loss
 
-    unroll = jax.default_backend() == "cpu"
-    return jax.lax.scan(step, carry, index * chunk + jnp.arange(chunk, dtype=jnp.int32), unroll=unroll)
+    if chunk == 1:  # every chunk is a real step
+        c, loss = step(carry, index, masked=False)
+        return c, loss[None]
+    if jax.default_backend() != "cpu":
+        return jax.lax.scan(step, carry, index * chunk + jnp.arange(chunk, dtype=jnp.int32))
+    losses = []
+    for j in range(chunk):  # unrolled in the program: no loop body
+        carry, loss = step(carry, index * chunk + j)
+        losses.append(loss)
+    return carry, jnp.stack(losses)
 
 
 def _fit(trainable, fixed, data, *, key, optimizer, steps, batch_size, chunk_steps, checkpoint_dir, save_every,

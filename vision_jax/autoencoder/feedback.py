@@ -215,7 +215,13 @@ def _block(params, carry, fb, tblur, n_valid, *, config, n, schedule):
         c = jax.tree.map(lambda a, b: jnp.where(i < n_valid, a, b), step_fn(c), c)
         return c, c[0].layers[0]
 
-    return lax.scan(frame, carry, jnp.arange(n), unroll=jax.default_backend() == "cpu")
+    if jax.default_backend() != "cpu":
+        return lax.scan(frame, carry, jnp.arange(n))
+    frames = []
+    for i in range(n):  # unrolled in the program: no loop body
+        carry, f = frame(carry, i)
+        frames.append(f)
+    return carry, jnp.stack(frames)
 
 
 def _run(params, state, fb, tblur, *, config, n_frames, record_every, schedule, block_frames):
