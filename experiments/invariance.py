@@ -1,13 +1,17 @@
 """Temporal invariance learning on a digit tapestry: MWTA sparse layer + "variable xi" invariant layer.
 
 A 20x20 window wanders over a wrapping 30x30 tapestry of MNIST digits; the sparse layer learns
-digit-part prototypes (k winners), the invariant layer integrates them over time. Seeds run as one
-sweep (vmapped). The invariance claim is checked against two controls: the same sparse layer
-with random (renormalised) invariant weights, and the trained network on shuffled frames.
+digit-part prototypes (k winners), the invariant layer integrates them over time. Seeds train
+together (vmapped), epoch by epoch with a checkpoint after each in ``--out`` (an interrupted run
+started again with the same arguments resumes); their analysis runs as one sweep. The invariance
+claim is checked against two controls: the same sparse layer with random (renormalised)
+invariant weights, and the trained network on shuffled frames.
 
     vision-jax invariance               # quick: 8 epochs x 10,000 frames, 3 seeds
     vision-jax invariance --full        # the reference schedule: 20 epochs x 10,000 frames
 """
+import shutil
+
 from vision_jax import runner
 
 DESCRIPTION = "temporal invariance learning (MWTA sparse layer + variable-xi invariant layer) on a digit tapestry"
@@ -19,6 +23,7 @@ def add_arguments(parser):
     parser.add_argument("--frames", type=int, default=10000, help="frames per epoch (the same frames every epoch)")
     parser.add_argument("--k", type=int, default=4, help="winners in the sparse layer")
     parser.add_argument("--invariant-units", type=int, default=100)
+    parser.add_argument("--fresh", action="store_true", help="discard checkpoints of an earlier run in --out")
 
 
 def _metrics(params, init_iw, frames, test_frames, key, k):
@@ -55,27 +60,43 @@ def run(args):
     import numpy as np
 
     from vision_jax import data, plot
+    from vision_jax.checkpoint import run_chunks
     from vision_jax.sparse import invariance as inv
     from vision_jax.sweep import sweep
 
     epochs = args.epochs or (20 if args.full else 8)
     key = jax.random.key(args.seed)
-    k_tap, k_walk, k_test, k_seeds = jax.random.split(key, 4)
+    k_tap, k_walk, k_test, k_seeds, k_shuffle = jax.random.split(key, 5)
     tapestry = jnp.asarray(data.make_tapestry(k_tap))
     frames, _ = data.random_walk_frames(k_walk, tapestry, args.frames)
     test_frames, _ = data.random_walk_frames(k_test, tapestry, 3000)
     hyper = inv.InvarianceHyper()
 
-    def one_seed(seed_key, _hyper):
-        k_init, k_shuffle = jax.random.split(seed_key)
-        init = inv.init_params(k_init, 900, frames.shape[1], args.invariant_units)
-        params, stats = inv._train(init, frames, hyper, args.k, epochs, 2000)
-        return {"sw": params.sw, "iw": params.iw, "sparse_error": stats.sparse_error,
-                **_metrics(params, init.iw, frames, test_frames, k_shuffle, args.k)}
+    seed_keys = jax.random.split(k_seeds, args.n_seeds)
+    init = jax.vmap(lambda k: inv.init_params(k, 900, frames.shape[1], args.invariant_units))(seed_keys)
+    one_epoch = jax.jit(jax.vmap(lambda p: inv._train(p, frames, hyper, args.k, 1, 2000)))
+
+    def epoch(params, _index):  # every seed, one epoch (the invariant output starts from 0 each epoch)
+        params, stats = one_epoch(params)
+        return params, stats.sparse_error[:, 0]
 
     print(f"{args.n_seeds} seeds x {epochs} epochs x {args.frames} frames, k={args.k}, {args.invariant_units} invariant units")
-    result = sweep(one_seed, {"setting": ["reference"]}, key=k_seeds, n_seeds=args.n_seeds, devices=runner.sweep_devices(args))
+    checkpoints = args.out / "checkpoints"
+    if args.fresh and checkpoints.exists():
+        shutil.rmtree(checkpoints)
+    fingerprint = {"seed": args.seed, "n_seeds": args.n_seeds, "epochs": epochs, "frames": args.frames, "k": args.k,
+                   "invariant_units": args.invariant_units}
+    trained, errors = run_chunks(epoch, init, n_chunks=epochs, directory=checkpoints, fingerprint=fingerprint, desc="epochs")
+
+    def seed_metrics(key, h):  # the analysis and its controls, one sweep configuration per seed
+        params = inv.InvarianceParams(h["sw"], h["iw"])
+        return _metrics(params, h["iw0"], frames, test_frames, key, args.k)
+
+    result = sweep(seed_metrics, {"sw": trained.sw, "iw": trained.iw, "iw0": init.iw}, product=False, key=k_shuffle,
+                   devices=runner.sweep_devices(args))
     out = {name: np.asarray(v) for name, v in result.outputs.items()}
+    out["sparse_error"] = np.asarray(errors).T  # (seeds, epochs)
+    out["sw"], out["iw"] = np.asarray(trained.sw), np.asarray(trained.iw)
     params = inv.InvarianceParams(jnp.asarray(out["sw"][0]), jnp.asarray(out["iw"][0]))
 
     # figures (seed 0)

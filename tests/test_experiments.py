@@ -25,6 +25,8 @@ def test_experiment_runs(name, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["wall_time_s"] > 0
     assert list(tmp_path.glob("*.png")), "no figure written"
+    if name in ("homeostasis", "invariance"):  # long runs leave resumable checkpoints
+        assert (tmp_path / "checkpoints" / "fingerprint.json").exists()
 
 
 def test_homeostasis_sweep_writes_one_row_per_run(tmp_path):
