@@ -1,6 +1,5 @@
 """Embedded data, generators, patch pipeline and tfds loaders (offline)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import numbers
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, NamedTuple

@@ -9,13 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vision_jax._checks import check_array, check_int, check_nonnegative, check_positive
+from vision_jax._checks import check_array, check_int, check_nonnegative
 from vision_jax.autoencoder._model import (
     AutoencoderConfig,
     AutoencoderParams,
     _check_config,
     _check_input,
-    apply,
     decode,
     encode,
     encode_all,

@@ -24,7 +24,7 @@ import optax
 from jax import lax
 
 from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative
-from vision_jax.synthesis._metamer import _DEFAULT_OPTIMIZER, drive_chunks, range_penalty
+from vision_jax.synthesis._metamer import check_descent_arguments, drive_chunks, range_penalty
 
 __all__ = ["CTFState", "CTFResult", "metamer_ctf", "stage_masks"]
 
@@ -158,22 +158,14 @@ def metamer_ctf(
         target = target[None]
     check_choice("coarse_to_fine", coarse_to_fine, ("together", "separate"))
     max_iter = check_int("max_iter", max_iter, min_value=1)
-    stop_iters_to_check = check_int("stop_iters_to_check", stop_iters_to_check, min_value=1)
+    (stop_iters_to_check, chunk_size, (lo, hi), optimizer, store_every, n_store) = check_descent_arguments(
+        max_iter, stop_iters_to_check, chunk_size, stop_criterion, penalty_lambda, allowed_range, optimizer, store_every)
     ctf_iters_to_check = check_int("ctf_iters_to_check", ctf_iters_to_check, min_value=1)
-    chunk_size = check_int("chunk_size", chunk_size, min_value=1)
-    check_nonnegative("stop_criterion", stop_criterion)
-    check_nonnegative("penalty_lambda", penalty_lambda)
     if change_scale_criterion is not None:
         check_nonnegative("change_scale_criterion", change_scale_criterion)
         if not stop_criterion < change_scale_criterion:
             raise ValueError(f"change_scale_criterion: expected more than stop_criterion={stop_criterion}, "
                              f"got {change_scale_criterion}")
-    lo, hi = allowed_range
-    if not lo < hi:
-        raise ValueError(f"allowed_range: expected (lo, hi) with lo < hi, got {allowed_range}")
-    optimizer = optimizer or _DEFAULT_OPTIMIZER
-    store_every = None if store_every is None else check_int("store_every", store_every, min_value=1)
-    n_store = 0 if store_every is None else max_iter // store_every + 1
 
     outs = jax.eval_shape(model_fn, jax.ShapeDtypeStruct((1,) + target.shape[1:], target.dtype))
     if not isinstance(outs, (tuple, list)) or len(outs) < 2:

@@ -22,8 +22,8 @@ import optax
 
 from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative
 from vision_jax.synthesis._metamer import (
-    _DEFAULT_OPTIMIZER,
     MetamerState,
+    check_descent_arguments,
     descent_chunk,
     drive_chunks,
     range_penalty,
@@ -101,17 +101,9 @@ def mad_competition(
     check_choice("minmax", minmax, ("min", "max"))
     max_iter = check_int("max_iter", max_iter, min_value=1)
     n_images = check_int("n_images", n_images, min_value=1)
-    stop_iters_to_check = check_int("stop_iters_to_check", stop_iters_to_check, min_value=1)
-    chunk_size = check_int("chunk_size", chunk_size, min_value=1)
-    check_nonnegative("stop_criterion", stop_criterion)
-    check_nonnegative("penalty_lambda", penalty_lambda)
+    (stop_iters_to_check, chunk_size, (lo, hi), optimizer, store_every, n_store) = check_descent_arguments(
+        max_iter, stop_iters_to_check, chunk_size, stop_criterion, penalty_lambda, allowed_range, optimizer, store_every)
     check_nonnegative("initial_noise", initial_noise)
-    lo, hi = allowed_range
-    if not lo < hi:
-        raise ValueError(f"allowed_range: expected (lo, hi) with lo < hi, got {allowed_range}")
-    optimizer = optimizer or _DEFAULT_OPTIMIZER
-    store_every = None if store_every is None else check_int("store_every", store_every, min_value=1)
-    n_store = 0 if store_every is None else max_iter // store_every + 1
     if (initial is None or metric_tradeoff_lambda is None) and state is None and key is None:
         raise ValueError("key: give a PRNG key (or initial images and metric_tradeoff_lambda)")
     key = jax.random.key(0) if key is None else key

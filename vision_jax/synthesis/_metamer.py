@@ -130,6 +130,24 @@ def descent_chunk(loss_fn, optimizer, stop_iters_to_check, stop_criterion, store
     return jax.jit(jax.vmap(one_chunk, in_axes=(0, 0, None)))
 
 
+def check_descent_arguments(max_iter, stop_iters_to_check, chunk_size, stop_criterion, penalty_lambda, allowed_range,
+                            optimizer, store_every):
+    """Checks shared by metamers, coarse-to-fine metamers and MAD competition.
+
+    Returns ``(stop_iters_to_check, chunk_size, (lo, hi), optimizer, store_every, n_store)``.
+    """
+    stop_iters_to_check = check_int("stop_iters_to_check", stop_iters_to_check, min_value=1)
+    chunk_size = check_int("chunk_size", chunk_size, min_value=1)
+    check_nonnegative("stop_criterion", stop_criterion)
+    check_nonnegative("penalty_lambda", penalty_lambda)
+    lo, hi = allowed_range
+    if not lo < hi:
+        raise ValueError(f"allowed_range: expected (lo, hi) with lo < hi, got {allowed_range}")
+    store_every = None if store_every is None else check_int("store_every", store_every, min_value=1)
+    n_store = 0 if store_every is None else max_iter // store_every + 1
+    return stop_iters_to_check, chunk_size, (lo, hi), optimizer or _DEFAULT_OPTIMIZER, store_every, n_store
+
+
 def metamer(
     model_fn: Callable,
     target,
@@ -172,16 +190,8 @@ def metamer(
     if target.ndim == 3:
         target = target[None]
     max_iter = check_int("max_iter", max_iter, min_value=1)
-    stop_iters_to_check = check_int("stop_iters_to_check", stop_iters_to_check, min_value=1)
-    chunk_size = check_int("chunk_size", chunk_size, min_value=1)
-    check_nonnegative("stop_criterion", stop_criterion)
-    check_nonnegative("penalty_lambda", penalty_lambda)
-    lo, hi = allowed_range
-    if not lo < hi:
-        raise ValueError(f"allowed_range: expected (lo, hi) with lo < hi, got {allowed_range}")
-    optimizer = optimizer or _DEFAULT_OPTIMIZER
-    store_every = None if store_every is None else check_int("store_every", store_every, min_value=1)
-    n_store = 0 if store_every is None else max_iter // store_every + 1
+    (stop_iters_to_check, chunk_size, (lo, hi), optimizer, store_every, n_store) = check_descent_arguments(
+        max_iter, stop_iters_to_check, chunk_size, stop_criterion, penalty_lambda, allowed_range, optimizer, store_every)
 
     if state is None:
         if initial is None:

@@ -44,8 +44,6 @@ def _store_every(result, store_every):
 
 
 def _draw(fig, image, losses, iteration, rep_err, title):
-    import matplotlib.pyplot as plt  # noqa: F401  (backend set by the caller's matplotlib)
-
     n_panels = 3 if rep_err is not None else 2
     axes = fig.subplots(1, n_panels)
     img = np.asarray(image, np.float64)
