@@ -76,9 +76,7 @@ def _run_sweep(args, settings, patches, k_learn):
 
     def final_cost(key, hyper):
         seed = hyper["init"].astype(jnp.int32)
-        f = lambda v: jnp.asarray(v, dtype)  # noqa: E731
-        config = sparse.LearnConfig(hyper["method"].astype(jnp.int32), f(args.eta), f(hyper["eta_homeo"]), f(0.05), f(3.0),
-                                    f(0.95), f(0.99), f(0.99))
+        config = sparse.learn_config(hyper["method"], eta=args.eta, eta_homeo=hyper["eta_homeo"], dtype=dtype)
         state = sparse.init_learning(jax.random.fold_in(key, seed), inits[seed], config)
 
         def chunk(s, _):

@@ -202,7 +202,9 @@ def _vmapped_chunk(n_iter, n_steps, batch_size, optimizer, block_size, method):
                             in_axes=(0, 0, None, None)))
 
 
-def _config(method, eta, eta_homeo, alpha_homeo, C, alpha_mp, beta1, beta2, dtype) -> LearnConfig:
+def learn_config(method, *, eta=0.02, eta_homeo=0.01, alpha_homeo=0.05, C=3.0, alpha_mp=0.95, beta1=0.99, beta2=0.99,
+                 dtype=jnp.float32) -> LearnConfig:
+    """A :class:`LearnConfig` with the reference's defaults; ``method`` is a rule's index (traced values allowed)."""
     f = partial(jnp.asarray, dtype=dtype)
     return LearnConfig(jnp.asarray(method, jnp.int32), f(eta), f(eta_homeo), f(alpha_homeo), f(C), f(alpha_mp), f(beta1), f(beta2))
 
@@ -284,7 +286,8 @@ def learn_dictionaries(
     record_patches = patches[np.linspace(0, patches.shape[0] - 1, min(record_size, patches.shape[0])).astype(int)]
 
     flat_method = jnp.repeat(jnp.asarray(idx, jnp.int32), n_seeds)
-    config = jax.vmap(lambda m: _config(m, eta, eta_homeo, alpha_homeo, C, alpha_mp, beta1, beta2, dtype))(flat_method)
+    config = jax.vmap(lambda m: learn_config(m, eta=eta, eta_homeo=eta_homeo, alpha_homeo=alpha_homeo, C=C, alpha_mp=alpha_mp,
+                                             beta1=beta1, beta2=beta2, dtype=dtype))(flat_method)
     seed_of_run = np.tile(np.arange(n_seeds), len(idx))  # runs are method-major: (method, seed)
     flat_keys, flat_dicts = k_run[seed_of_run], dictionaries[seed_of_run]
     state = jax.vmap(lambda k, d, c: init_learning(k, d, c, nb_quant=nb_quant, optimizer=optimizer))(flat_keys, flat_dicts, config)
