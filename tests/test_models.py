@@ -75,6 +75,27 @@ def test_models_are_differentiable_in_their_parameters(key):
     np.testing.assert_allclose(float(jnp.mean(out**2)), float(loss), rtol=1e-6)
 
 
+def test_fft_bank_equals_one_kernel_at_a_time_and_holds_fixed_kernels_as_constants(key):
+    from vision_jax import filters
+
+    assert [filters.fft_length(n) for n in (7, 94, 286)] == [8, 96, 288]
+    x = jax.random.normal(key, (2, 21, 18))
+    k1, k2 = jax.random.normal(key, (2, 2, 7, 7))
+    for pad in ("reflect", "circular", "zero"):
+        a, b = filters.convolve2d_fft_bank(x, [k1, k2], padding=pad)
+        ref = [jnp.stack([filters.convolve2d(x, k[c], padding=pad, method="direct") for c in range(2)], 1) for k in (k1, k2)]
+        np.testing.assert_allclose(np.asarray(a), np.asarray(ref[0]), atol=1e-4)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(ref[1]), atol=1e-4)
+        pw = filters.convolve2d_fft_bank(jnp.stack([x[0], x[1]]), k1, padding=pad, pairwise=True)
+        np.testing.assert_allclose(np.asarray(pw), np.asarray(jnp.stack([ref[0][0, 0], ref[0][1, 1]])), atol=1e-4)
+    # A jitted model with fixed parameters transforms the image, not its kernels, in its loop.
+    model = models.luminance_gain_control(7, luminance_scalar=2.0)
+    params = model.init()
+    grad = jax.jit(jax.grad(lambda im: jnp.sum(model.apply(params, im) ** 2)))
+    hlo = grad.lower(jnp.ones((1, 16, 16, 1))).compile().as_text()
+    assert hlo.count(" fft(") == 6  # rfft, 2 irfft forward; 2 rfft, 1 irfft backward
+
+
 def test_on_off_has_two_channels_and_a_mask(key):
     model = models.on_off(7, apply_mask=True)
     out = model.apply(model.init(), jax.random.uniform(key, (1, 32, 32, 1)))

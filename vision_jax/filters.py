@@ -5,6 +5,8 @@ Spatial
     normalised to sum 1, centred on the middle sample (odd sizes); sigma in pixels.
   - :func:`convolve2d` (``(..., H, W)`` arrays) and :func:`convolve2d_nhwc` (NHWC batches):
     same-size convolution after padding, direct or through the FFT.
+  - :func:`convolve2d_fft_bank`: a bank of kernels through one FFT of the padded input, at a
+    5-smooth transform size (:func:`fft_length`), for many large kernels on one image.
   - :func:`gaussian_blur`: separable Gaussian blur (scipy's ``gaussian_filter`` convention).
 
 Padding names (numpy's ``np.pad`` modes in brackets, scipy.ndimage's after them):
@@ -39,6 +41,8 @@ __all__ = [
     "pad2d",
     "convolve2d",
     "convolve2d_nhwc",
+    "fft_length",
+    "convolve2d_fft_bank",
     "gaussian_blur",
     "exp_decay",
     "exp_lowpass_step",
@@ -210,6 +214,87 @@ def convolve2d_nhwc(x, kernel, *, padding: str = "reflect", method: str = "auto"
     x = check_array("x", x, ndim=4)
     y = convolve2d(jnp.moveaxis(x, -1, 1), kernel, padding=padding, method=method)
     return jnp.moveaxis(y, 1, -1)
+
+
+def fft_length(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n``: a transform size the FFT runs fast on (286 -> 288)."""
+    n = check_int("n", n, min_value=1)
+    best = 1 << (n - 1).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def _kernel_spectra(kernels, shape):
+    """``rfft2`` of kernels ``(..., kh, kw)`` zero-padded to ``shape``; computed once at trace
+    time (a constant of the program) when the kernels are concrete, e.g. closed-over parameters."""
+    if is_traced(kernels):
+        return jnp.fft.rfft2(kernels, s=shape)
+    with jax.ensure_compile_time_eval():
+        return jnp.fft.rfft2(kernels, s=shape)
+
+
+def convolve2d_fft_bank(x, kernels, *, padding: str = "reflect", pairwise: bool = False):
+    """Same-size 2-D convolution of ``x`` with a bank of kernels through one FFT of the padded input.
+
+    Equals :func:`convolve2d` with ``method="fft"`` kernel by kernel (to rounding), but the padded
+    input is transformed once for the whole bank (and, under autodiff, the cotangents of all
+    outputs are summed in the frequency domain before one inverse transform), the transform size
+    is 5-smooth (:func:`fft_length`; 256 + 30 -> 288), and the kernels' spectra are computed at
+    trace time when the kernels are concrete (fixed model parameters), so a loop over a jitted
+    model does not recompute them.
+
+    Args:
+      x: ``(..., H, W)`` floating array; with ``pairwise=True``, ``(..., C, H, W)``.
+      kernels: ``(C, kh, kw)`` with odd sizes (true convolution, as :func:`convolve2d`), or a
+        list of such arrays (groups of one size) sharing the input's transform.
+      padding: see :func:`convolve2d`.
+      pairwise: filter channel ``c`` of ``x`` with kernel ``c`` only (one group).
+
+    Returns:
+      ``(..., C, H, W)`` array of ``x``'s dtype, or a tuple of them, one per group.
+    """
+    x = check_array("x", x, min_ndim=3 if pairwise else 2)
+    check_choice("padding", padding, PADDINGS)
+    groups = list(kernels) if isinstance(kernels, (list, tuple)) else [kernels]
+    groups = [check_array("kernels", k, ndim=3) for k in groups]
+    kh, kw = groups[0].shape[1:]
+    if kh % 2 == 0 or kw % 2 == 0:
+        raise ValueError(f"kernels: expected odd sizes so that the kernels have a centre, got shape {tuple(groups[0].shape)}")
+    if any(k.shape[1:] != (kh, kw) for k in groups):
+        raise ValueError(f"kernels: expected groups of one kernel size, got {[tuple(k.shape) for k in groups]}")
+    if pairwise and (len(groups) != 1 or x.shape[-3] != groups[0].shape[0]):
+        raise ValueError(f"x: expected {groups[0].shape[0]} channels on axis -3 to pair with one group of kernels, "
+                         f"got shape {tuple(x.shape)}")
+    H, W = x.shape[-2:]
+    shape = (fft_length(H + kh - 1), fft_length(W + kw - 1))
+    spectra = tuple(_kernel_spectra(k.astype(x.dtype), shape) for k in groups)
+    out = _fft_bank(x, spectra, (kh, kw), shape, padding, pairwise)
+    return out if isinstance(kernels, (list, tuple)) else out[0]
+
+
+@partial(jax.jit, static_argnames=("ksize", "shape", "padding", "pairwise"))
+def _fft_bank(x, spectra, ksize, shape, padding, pairwise):
+    kh, kw = ksize
+    H, W = x.shape[-2:]
+    xp = pad2d(x, (kh // 2, kh // 2), (kw // 2, kw // 2), padding)
+    spec = jnp.fft.rfft2(xp, s=shape)
+    if not pairwise:
+        spec = spec[..., None, :, :]
+    outs = []
+    for k in spectra:
+        full = jnp.fft.irfft2(spec * k.reshape((1,) * (spec.ndim - 3) + k.shape), s=shape).astype(x.dtype)
+        # The circular convolution of length >= H + kh - 1 wraps only into the first kh - 1 outputs.
+        outs.append(full[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W])
+    return tuple(outs)
 
 
 # Blurs wider than this many taps go through the FFT: an unrolled sum of more shifted slices

@@ -18,6 +18,7 @@ Definitions (plenoptic 2.1's code, which its docstrings sometimes contradict):
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, NamedTuple
 
 import jax
@@ -97,13 +98,25 @@ def raised_cosine_disk(shape, outer_radius=None, inner_radius=None) -> np.ndarra
     return np.where(r > outer, 0.0, np.where(r < inner, 1.0, (1 + np.cos(np.pi * decay)) / 2))
 
 
-def _filter(x: jax.Array, kernels: jax.Array, pad_mode: str) -> jax.Array:
-    """Filter channel c of ``x`` ``(N, H, W, C_in)`` (C_in = 1 or C) with kernel c: ``(N, H, W, C)``."""
-    chw = jnp.moveaxis(x, -1, 1)  # (N, C_in, H, W)
-    if chw.shape[1] == 1 and kernels.shape[0] > 1:
-        chw = jnp.broadcast_to(chw, (chw.shape[0], kernels.shape[0]) + chw.shape[2:])
-    out = jax.vmap(lambda xc, k: filters.convolve2d(xc, k, padding=PAD_MODES[pad_mode]), in_axes=(1, 0), out_axes=-1)(chw, kernels)
-    return out
+def _filter(x: jax.Array, kernels: jax.Array, pad_mode: str, pairwise: bool = False) -> jax.Array:
+    """Filter ``x`` ``(N, H, W)`` with each kernel ``(C, K, K)``: ``(N, C, H, W)``.
+
+    ``kernels`` may be a list of such groups (a tuple of outputs); one FFT of the padded image
+    serves them all. With ``pairwise``, ``x`` is ``(N, C, H, W)`` and channel c is filtered with
+    kernel c.
+    """
+    return filters.convolve2d_fft_bank(x, kernels, padding=PAD_MODES[pad_mode], pairwise=pairwise)
+
+
+def _fixed(params):
+    """A context that computes kernels at trace time when the parameters are concrete (fixed).
+
+    A jitted ``lambda x: model.apply(params, x)`` then holds the kernels and their spectra as
+    constants, computed once, instead of recomputing them in every iteration of a synthesis loop.
+    """
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
+        return contextlib.nullcontext()
+    return jax.ensure_compile_time_eval()
 
 
 def _check_images(images, kernel_size: int, channels: int = 1) -> jax.Array:
@@ -148,7 +161,9 @@ def gaussian(kernel_size: int = 31, *, std=3.0, pad_mode: str = "reflect") -> Mo
 
     def apply(params, images):
         images = _check_images(images, kernel_size)
-        return _filter(images, circular_gaussian(kernel_size, jnp.abs(params["std"])), pad_mode)
+        with _fixed(params):
+            kernels = circular_gaussian(kernel_size, jnp.abs(params["std"]))
+        return jnp.moveaxis(_filter(images[..., 0], kernels, pad_mode), 1, -1)
 
     return Model(lambda: {"std": _arr(std)}, apply, "gaussian")
 
@@ -166,7 +181,9 @@ def center_surround(kernel_size: int = 31, *, on_center=True, amplitude_ratio=1.
 
     def apply(params, images):
         images = _check_images(images, kernel_size)
-        return _filter(images, _cs_filter(params, kernel_size, on), pad_mode)
+        with _fixed(params):
+            kernels = _cs_filter(params, kernel_size, on)
+        return jnp.moveaxis(_filter(images[..., 0], kernels, pad_mode), 1, -1)
 
     return Model(init, apply, "center_surround")
 
@@ -193,14 +210,20 @@ def _front_end(name, kernel_size, pad_mode, pretrained, defaults, on_center, sta
 
     def apply(params, images):
         images = _check_images(images, kernel_size)
-        y = _filter(images, _cs_filter(params["center_surround"], kernel_size, on_center), pad_mode)
+        with _fixed(params):  # the center-surround and luminance kernels filter the image as one bank
+            bank = [_cs_filter(params["center_surround"], kernel_size, on_center)]
+            if "luminance" in stages:
+                bank.append(circular_gaussian(kernel_size, jnp.abs(params["luminance"]["std"])))
+            if "contrast" in stages:
+                contrast = circular_gaussian(kernel_size, jnp.abs(params["contrast"]["std"]))
+        out = _filter(images[..., 0], bank, pad_mode)  # each (N, n, H, W)
+        y = out[0]
         if "luminance" in stages:
-            lum = _filter(images, circular_gaussian(kernel_size, jnp.abs(params["luminance"]["std"])), pad_mode)
-            y = y / (1 + params["luminance_scalar"][None, None, None, :] * lum)
+            y = y / (1 + params["luminance_scalar"][None, :, None, None] * out[1])
         if "contrast" in stages:
-            con = jnp.sqrt(_filter(y**2, circular_gaussian(kernel_size, jnp.abs(params["contrast"]["std"])), pad_mode)) + 1e-6
-            y = y / (1 + params["contrast_scalar"][None, None, None, :] * con)
-        y = jax.nn.softplus(y)
+            con = jnp.sqrt(_filter(y**2, contrast, pad_mode, pairwise=True)) + 1e-6
+            y = y / (1 + params["contrast_scalar"][None, :, None, None] * con)
+        y = jax.nn.softplus(jnp.moveaxis(y, 1, -1))
         if apply_mask:
             y = y * jnp.asarray(raised_cosine_disk(images.shape[1:3]), y.dtype)[None, :, :, None]
         return y
