@@ -239,10 +239,91 @@ def _pool(x, pooling: str):
     return x.max(axis=(-4, -2)) if pooling == "max" else x.mean(axis=(-4, -2))
 
 
+# Input channels up to which an encoder layer runs on the coarse (pooled) grid: XLA:CPU's
+# convolutions with few channels (the RGB layer) are slow, the phase form has 4x the channels.
+_PHASE_MAX_CHANNELS = 4
+
+
+def _conv_valid(x, w):
+    return lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=_DIMS)
+
+
+def _patches(x, kh: int, kw: int):
+    """``(N, H, W, C)`` -> ``(N H' W', kh kw C)``: every ``kh x kw`` patch of a VALID convolution
+    (``H' = H - kh + 1``, ``W' = W - kw + 1``) as a row, ordered like an HWIO kernel's first three axes."""
+    n, h, w, c = x.shape
+    ho, wo = h - kh + 1, w - kw + 1
+    cols = [x[:, a : a + ho, b : b + wo] for a in range(kh) for b in range(kw)]
+    return jnp.concatenate(cols, axis=-1).reshape(n * ho * wo, kh * kw * c)
+
+
+@jax.custom_vjp
+def _conv_valid_patch_grad(x, w):
+    """``lax.conv`` (VALID, stride 1, NHWC/HWIO) whose kernel gradient is one product of patches, ``P^T g``.
+
+    Equal to :func:`_conv_valid` in value and derivatives (reverse mode only). XLA:CPU computes the
+    kernel gradient of a convolution with a small kernel and many positions several times slower
+    than the same contraction as a matrix product.
+    """
+    return _conv_valid(x, w)
+
+
+def _conv_fwd(x, w):
+    return _conv_valid(x, w), (x, w)
+
+
+def _conv_bwd(res, g):
+    x, w = res
+    kh, kw, cin, cout = w.shape
+    dx = jax.linear_transpose(lambda v: _conv_valid(v, w), x)(g)[0]
+    dw = (_patches(x, kh, kw).T @ g.reshape(-1, cout)).reshape(kh, kw, cin, cout)
+    return dx, dw.astype(w.dtype)
+
+
+_conv_valid_patch_grad.defvjp(_conv_fwd, _conv_bwd)
+
+
+def _encoder_taps(k: int):
+    """Fine tap ``a`` of a ``k``-wide kernel used by output phase ``p``, input phase ``q`` and coarse
+    offset ``o`` (``(2, 2, T)``; ``k`` marks a missing tap), and the coarse padding (before, after)."""
+    r = k // 2
+    lo, hi = (-r) // 2, (r + 1) // 2
+    taps = np.array([[[a if 0 <= (a := 2 * o + q - p + r) < k else k for o in range(lo, hi + 1)] for q in (0, 1)] for p in (0, 1)])
+    return taps, -lo, hi
+
+
+def _encode_phases(layer: LayerParams, x, padding: str):
+    """The "same" convolution of ``x`` ``(N, H, W, C)`` as ``(N, H/2, W/2, 4, C_out)``: the four
+    output phases of each 2x2 pooling window, from one stride-1 convolution on the coarse grid
+    (input phases as ``4C`` channels, output phases as ``4 C_out``)."""
+    k = layer.enc_w.shape[0]
+    n, hh, ww, c = x.shape
+    taps, before, after = _encoder_taps(k)
+    t = taps.shape[-1]
+    wp = jnp.pad(layer.enc_w.astype(x.dtype), ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k reads zeros
+    g = wp[taps[:, :, :, None, None, None], taps[None, None, None]]  # (py, qy, oy, px, qx, ox, C, C_out)
+    cout = g.shape[-1]
+    w = g.transpose(2, 5, 1, 4, 6, 0, 3, 7).reshape(t, t, 4 * c, 4 * cout)  # (oy, ox, [qy, qx, C], [py, px, C_out])
+    xs = x.reshape(n, hh // 2, 2, ww // 2, 2, c).transpose(0, 1, 3, 2, 4, 5).reshape(n, hh // 2, ww // 2, 4 * c)
+    widths = ((0, 0), (before, after), (before, after), (0, 0))
+    xs = jnp.pad(xs, widths, mode="wrap" if padding == "circular" else "constant")
+    return _conv_valid_patch_grad(xs, w).reshape(n, hh // 2, ww // 2, 4, cout)
+
+
 def encode_layer(layer: LayerParams, h, *, pooling: str, activation: str, padding: str = "zero"):
-    """``h^l (..., H, W, C_l) -> h^{l+1} (..., H/2, W/2, C_{l+1})`` without input checks (use :func:`encode`)."""
+    """``h^l (..., H, W, C_l) -> h^{l+1} (..., H/2, W/2, C_{l+1})`` without input checks (use :func:`encode`).
+
+    Layers with at most ``_PHASE_MAX_CHANNELS`` input channels are computed on the pooled grid
+    (:func:`_encode_phases`; equal to the direct convolution to float rounding, reverse-mode
+    derivatives only); the others as one "same" ``lax.conv``.
+    """
     k = layer.enc_w.shape[0]
     x, restore = _as_batch(h)
+    if x.shape[-1] <= _PHASE_MAX_CHANNELS:
+        z = _encode_phases(layer, x, padding)
+        z = z + _last_axis(layer.enc_b, z)
+        a = _activate(z, activation)
+        return restore(a.max(axis=-2) if pooling == "max" else a.mean(axis=-2))
     w = layer.enc_w.astype(x.dtype)
     if padding == "circular":
         z = lax.conv_general_dilated(_pad(x, k // 2, k // 2, padding), w, (1, 1), "VALID", dimension_numbers=_DIMS)
