@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from vision_jax import sparse
-from vision_jax.sparse._homeostasis import _batch_p_cum, init_state, update_state
+from vision_jax.sparse._homeostasis import _batch_p_cum, batch_statistics, entry_statistics, init_state, update_state
+from vision_jax.sparse._mp import encode_entries, to_dense
 
 
 def numpy_mp(x, d, n_steps, gain=None, p_cum=None, C=3.0, alpha=1.0):
@@ -106,6 +107,25 @@ def test_batch_p_cum_by_hand():
         hist, _ = np.histogram(r[:, i], bins=np.linspace(0, 1, 5))
         expected[i, 1:] = np.cumsum(hist) / 4
     np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_entry_statistics_equal_dense_statistics():
+    # Matching-pursuit entries with repeated atoms, cancelling and zero coefficients, negative ones.
+    idx = jnp.array([[1, 3, 1, 0], [2, 2, 2, 5], [4, 0, 4, 4], [0, 1, 2, 3]], jnp.int32)
+    coef = jnp.array([[0.5, -0.2, 0.3, 0.0], [0.1, 0.2, 0.4, 1.5], [0.7, 0.9, -0.7, 0.0], [0.0, 0.0, 0.0, 0.0]], jnp.float32)
+    dense = to_dense(idx, coef, 6)
+    assert float(dense[2, 4]) == 0.0  # cancelled: inactive in the dense codes
+    for got, want in zip(entry_statistics(idx, coef, 6, 1.0, 5), batch_statistics(dense, 1.0, 5)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+    # and on real pursuit entries
+    rng = np.random.default_rng(1)
+    d = rng.standard_normal((30, 16)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    x = rng.standard_normal((50, 16)).astype(np.float32)
+    idx, coef = encode_entries(jnp.asarray(x), jnp.asarray(d), jnp.ones(30, jnp.float32), jnp.zeros((30, 2), jnp.float32),
+                               1.0, 1.0, 12, False, 16)
+    for got, want in zip(entry_statistics(idx, coef, 30, 2.0, 9), batch_statistics(to_dense(idx, coef, 30), 2.0, 9)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
 
 
 def _codes():

@@ -34,7 +34,8 @@ from jax import lax
 
 from vision_jax._checks import check_choice, check_int, check_nonnegative, check_positive, check_probability
 
-__all__ = ["METHODS", "HomeostasisState", "Homeostasis", "homeostasis", "method_index", "update_state", "p_cum_error"]
+__all__ = ["METHODS", "HomeostasisState", "Homeostasis", "BatchStatistics", "homeostasis", "method_index", "update_state",
+           "update_from_statistics", "batch_statistics", "entry_statistics", "p_cum_error"]
 
 METHODS = ("None", "OLS", "HEH", "HAP", "EMP")
 HEH = METHODS.index("HEH")
@@ -79,6 +80,15 @@ def init_state(n_atoms: int, nb_quant: int = 128, dtype=jnp.float32) -> Homeosta
     )
 
 
+class BatchStatistics(NamedTuple):
+    """What one batch of codes contributes to the running statistics."""
+
+    p: jax.Array  # (N,) fraction of the batch in which each atom is active
+    p_cum: jax.Array  # (N, nb_quant) cumulative histogram of 1 - exp(-relu(a) / C)
+    power: jax.Array  # (N,) mean squared coefficient
+    target: jax.Array  # () fraction of positive coefficients over the whole batch
+
+
 def _batch_p_cum(codes: jax.Array, C, nb_quant: int) -> jax.Array:
     """Cumulative histogram ``(N, nb_quant)`` of ``1 - exp(-relu(a) / C)`` per atom, zeros included."""
     K, N = codes.shape
@@ -86,7 +96,48 @@ def _batch_p_cum(codes: jax.Array, C, nb_quant: int) -> jax.Array:
     n_bins = nb_quant - 1
     bins = jnp.clip(jnp.floor(r * n_bins).astype(jnp.int32), 0, n_bins - 1)  # last bin closed
     hist = jnp.zeros((N, n_bins), codes.dtype).at[jnp.arange(N)[None, :], bins].add(1.0) / K
-    return jnp.concatenate([jnp.zeros((N, 1), codes.dtype), jnp.cumsum(hist, axis=1)], axis=1)
+    return _cumulative(hist)
+
+
+def _cumulative(hist):
+    return jnp.concatenate([jnp.zeros((hist.shape[0], 1), hist.dtype), jnp.cumsum(hist, axis=1)], axis=1)
+
+
+def batch_statistics(codes: jax.Array, C, nb_quant: int) -> BatchStatistics:
+    """:class:`BatchStatistics` of dense codes ``(K, N)``."""
+    dtype = codes.dtype
+    return BatchStatistics(p=jnp.mean((codes != 0).astype(dtype), axis=0), p_cum=_batch_p_cum(codes, C, nb_quant),
+                           power=jnp.mean(codes**2, axis=0), target=jnp.mean((codes > 0).astype(dtype)))
+
+
+def entry_statistics(idx: jax.Array, coef: jax.Array, n_atoms: int, C, nb_quant: int) -> BatchStatistics:
+    """:class:`BatchStatistics` of the codes whose non-zeros are listed as entries (as matching pursuit makes them).
+
+    Row ``k`` of the codes is ``sum_s coef[k, s] * onehot(idx[k, s])`` (``idx``, ``coef``: ``(K, S)``;
+    an atom may be listed more than once in a row). Equal to :func:`batch_statistics` of those
+    dense codes, but touches ``K * S`` entries instead of ``K * N`` coefficients: most
+    coefficients are zero and all fall in the first histogram bin.
+    """
+    K, S = idx.shape
+    dtype = coef.dtype
+    same = idx[:, :, None] == idx[:, None, :]  # (K, S, S)
+    value = jnp.sum(jnp.where(same, coef[:, None, :], 0), axis=2)  # the atom's coefficient in the dense row
+    first = ~jnp.any(jnp.tril(same, k=-1), axis=2)  # one entry per (row, atom)
+    nonzero = first & (value != 0)
+    value = jnp.where(nonzero, value, 0)
+    flat = idx.reshape(-1)
+
+    def per_atom(w):
+        return jnp.zeros((n_atoms,), dtype).at[flat].add(w.reshape(-1))
+
+    count = per_atom(nonzero.astype(dtype))
+    n_bins = nb_quant - 1
+    r = 1 - jnp.exp(-jnp.maximum(value, 0) / C)
+    bins = jnp.clip(jnp.floor(r * n_bins).astype(jnp.int32), 0, n_bins - 1)
+    hist = jnp.zeros((n_atoms * n_bins,), dtype).at[flat * n_bins + bins.reshape(-1)].add(nonzero.astype(dtype).reshape(-1))
+    hist = hist.reshape(n_atoms, n_bins).at[:, 0].add(K - count)  # the zeros of the dense codes
+    return BatchStatistics(p=count / K, p_cum=_cumulative(hist / K), power=per_atom(value**2) / K,
+                           target=jnp.sum((value > 0).astype(dtype)) / (K * n_atoms))
 
 
 def update_state(state: HomeostasisState, codes: jax.Array, method, eta_homeo, alpha_homeo, C) -> HomeostasisState:
@@ -95,17 +146,20 @@ def update_state(state: HomeostasisState, codes: jax.Array, method, eta_homeo, a
     ``method`` is an index into :data:`METHODS`, a Python int (one rule compiled) or a traced
     int32 (``lax.switch``: lets a vmapped sweep run several rules in one compiled call).
     """
-    dtype = codes.dtype
+    stats = batch_statistics(codes, jnp.asarray(C, codes.dtype), state.p_cum.shape[1])
+    return update_from_statistics(state, stats, method, eta_homeo, alpha_homeo)
+
+
+def update_from_statistics(state: HomeostasisState, stats: BatchStatistics, method, eta_homeo, alpha_homeo) -> HomeostasisState:
+    """:func:`update_state` from the :class:`BatchStatistics` of a batch."""
+    dtype = state.p.dtype
     eta = jnp.asarray(eta_homeo, dtype)
     first = state.count == 0
-    active = (codes != 0).astype(dtype)
-    p_batch = jnp.mean(active, axis=0)
-    p = jnp.where(first, p_batch, (1 - eta) * state.p + eta * p_batch)
-    p_cum = (1 - eta) * state.p_cum + eta * _batch_p_cum(codes, C, state.p_cum.shape[1])
-    power = jnp.mean(codes**2, axis=0)
-    v_batch = power / jnp.maximum(jnp.mean(power), 1e-30)
+    p = jnp.where(first, stats.p, (1 - eta) * state.p + eta * stats.p)
+    p_cum = (1 - eta) * state.p_cum + eta * stats.p_cum
+    v_batch = stats.power / jnp.maximum(jnp.mean(stats.power), 1e-30)
     variance = jnp.where(first, v_batch, (1 - eta) * state.variance + eta * v_batch)
-    target = jnp.mean((codes > 0).astype(dtype))
+    target = stats.target
     alpha = jnp.asarray(alpha_homeo, dtype)
 
     def none(_):

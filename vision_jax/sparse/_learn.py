@@ -26,8 +26,8 @@ import optax
 from jax import lax
 
 from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_positive, check_probability
-from vision_jax.sparse._homeostasis import HEH, HomeostasisState, init_state, method_index, p_cum_error, update_state
-from vision_jax.sparse._mp import encode
+from vision_jax.sparse._homeostasis import HEH, HomeostasisState, entry_statistics, init_state, method_index, p_cum_error, update_from_statistics
+from vision_jax.sparse._mp import encode, encode_entries, to_dense
 
 __all__ = ["LearnConfig", "LearnState", "Record", "LearnResult", "init_dictionary", "init_learning", "learn_chunk",
            "learn_dictionary", "learn_dictionaries", "usage_entropy"]
@@ -160,10 +160,14 @@ def _iteration(state: LearnState, config: LearnConfig, patches, *, n_steps, batc
     heh = _is_heh(method)
     one = jnp.ones((), D.dtype)
     alpha = jnp.where(heh, config.alpha_mp.astype(D.dtype), one) if not isinstance(heh, bool) else (config.alpha_mp.astype(D.dtype) if heh else one)
-    codes = encode(x, D, state.homeo.gain, state.homeo.p_cum, config.C.astype(D.dtype), alpha, n_steps, heh, block_size)
-    homeo = update_state(state.homeo, codes, method, config.eta_homeo, config.alpha_homeo, config.C.astype(D.dtype))
-    residual = x - codes @ D
-    grad = -(codes.T @ residual) / batch_size
+    C = config.C.astype(D.dtype)
+    idx, coef = encode_entries(x, D, state.homeo.gain, state.homeo.p_cum, C, alpha, n_steps, heh, block_size)
+    stats = entry_statistics(idx, coef, D.shape[0], C, state.homeo.p_cum.shape[1])
+    homeo = update_from_statistics(state.homeo, stats, method, config.eta_homeo, config.alpha_homeo)
+    residual = x
+    for s in range(n_steps):  # X - A D from the n_steps atoms of each row (A is ~97 % zeros)
+        residual = residual - coef[:, s, None] * D[idx[:, s]]
+    grad = -(to_dense(idx, coef, D.shape[0]).T @ residual) / batch_size
     updates, opt_state = _optimizer(optimizer, config).update(grad, state.opt_state, D)
     D = D + updates
     D = D / jnp.linalg.norm(D, axis=1, keepdims=True)

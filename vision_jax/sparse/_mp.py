@@ -26,7 +26,7 @@ from jax import lax
 
 from vision_jax._checks import check_array, check_int, check_positive
 
-__all__ = ["matching_pursuit", "encode", "heh_quantile"]
+__all__ = ["matching_pursuit", "encode", "encode_entries", "to_dense", "heh_quantile"]
 
 
 def heh_quantile(p_cum: jax.Array, r: jax.Array) -> jax.Array:
@@ -75,11 +75,15 @@ def _mp_block(c, G, gain, p_cum, C, alpha, n_steps: int, heh):
     return idx, coef
 
 
-def encode(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: int):
-    """Unchecked, traceable matching pursuit (see :func:`matching_pursuit`); ``heh`` may be traced."""
+def encode_entries(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: int):
+    """Unchecked, traceable matching pursuit as entries: ``(idx, coef)``, each ``(K, n_steps)``.
+
+    Step ``s`` of sample ``k`` added ``coef[k, s]`` to atom ``idx[k, s]`` (an atom may appear more
+    than once in a row; a coefficient is 0 once nothing is left to explain). :func:`to_dense`
+    turns the entries into codes. ``heh`` may be traced (see :func:`_mp_block`).
+    """
     K, M = x.shape
     block_size = min(block_size, K)
-    N = dictionary.shape[0]
     G = dictionary @ dictionary.T
     n_blocks = -(-K // block_size)
     pad = n_blocks * block_size - K
@@ -91,8 +95,19 @@ def encode(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: 
     idx, coef = lax.map(block, xb)  # (n_blocks, n_steps, B)
     idx = jnp.swapaxes(idx, 1, 2).reshape(-1, n_steps)[:K]
     coef = jnp.swapaxes(coef, 1, 2).reshape(-1, n_steps)[:K]
-    codes = jnp.zeros((K, N), x.dtype)
-    return codes.at[jnp.arange(K)[:, None], idx].add(coef)
+    return idx, coef
+
+
+def to_dense(idx, coef, n_atoms: int):
+    """Codes ``(K, n_atoms)`` from matching-pursuit entries ``(K, S)`` (repeated atoms add up)."""
+    K = idx.shape[0]
+    return jnp.zeros((K, n_atoms), coef.dtype).at[jnp.arange(K)[:, None], idx].add(coef)
+
+
+def encode(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: int):
+    """Unchecked, traceable matching pursuit (see :func:`matching_pursuit`); ``heh`` may be traced."""
+    idx, coef = encode_entries(x, dictionary, gain, p_cum, C, alpha, n_steps, heh, block_size)
+    return to_dense(idx, coef, dictionary.shape[0])
 
 
 _matching_pursuit = jax.jit(encode, static_argnames=("n_steps", "heh", "block_size"))
