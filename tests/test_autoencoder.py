@@ -104,6 +104,46 @@ def test_relu_without_mean(images):
     assert np.asarray(ae.apply(p, images, cfg)).min() >= 0.0
 
 
+def test_flax_module_equals_pure_functions_and_trains(params2, images):
+    from functools import partial
+
+    model = ae.ConvPoolAutoencoder(CFG2)
+    v = ae.variables_from_params(params2)
+    apply = jax.jit(model.apply)
+    np.testing.assert_allclose(apply(v, images), ae.apply(params2, images, CFG2), rtol=1e-6, atol=1e-6)
+    h1 = jax.jit(partial(model.apply, method="encode"), static_argnums=2)(v, images, 0)
+    np.testing.assert_allclose(h1, ae.encode(params2, images, 0, CFG2), rtol=1e-6, atol=1e-6)
+    d1 = jax.jit(partial(model.apply, method="decode"), static_argnums=2)(v, h1, 0)
+    np.testing.assert_allclose(d1, ae.decode(params2, h1, 0, CFG2), rtol=1e-6, atol=1e-6)
+    back = ae.params_from_variables(v, CFG2)
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params2)):
+        np.testing.assert_array_equal(a, b)
+    # init gives the shapes of init_params and the given mean; one optax step through apply lowers the loss
+    v0 = ae.ConvPoolAutoencoder(CFG2, mean=(0.4, 0.5, 0.6)).init(jax.random.key(0), images)
+    assert jax.tree.map(jnp.shape, v0) == jax.tree.map(jnp.shape, v)
+    np.testing.assert_allclose(v0["constants"]["mean"], [0.4, 0.5, 0.6])
+    opt = optax.adam(1e-3)
+
+    def loss(p):
+        return ae.mse(model.apply({**v0, "params": p}, images), images)
+
+    @jax.jit
+    def step(p):
+        value, grads = jax.value_and_grad(loss)(p)
+        with jax.numpy_dtype_promotion("standard"):  # optax's Adam is not written for strict promotion
+            updates, _ = opt.update(grads, opt.init(p), p)
+        return value, grads, optax.apply_updates(p, updates)
+
+    before, grads, p1 = step(v0["params"])
+    assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree_util.tree_leaves(grads))
+    after = step(p1)[0]
+    assert float(after) < float(before)
+    with pytest.raises(ValueError, match="level"):
+        model.apply(v, images, 2, method="encode")
+    with pytest.raises(ValueError, match="mean"):
+        ae.ConvPoolAutoencoder(CFG2, mean=(0.5,)).init(jax.random.key(0), images)
+
+
 SGD = optax.sgd(0.05, momentum=0.9)  # one object: every training call with it shares compiled programs
 
 

@@ -2,6 +2,8 @@
 feedback process across its hierarchy (:mod:`vision_jax.autoencoder.feedback`).
 
 - :class:`AutoencoderConfig`, :func:`init_params`, :func:`random_feedback_params`
+- :class:`ConvPoolAutoencoder`: the same model as a ``flax.linen`` Module (``init`` / ``apply``,
+  ``encode`` / ``decode`` methods); :func:`variables_from_params`, :func:`params_from_variables`
 - :func:`encode`, :func:`decode` (one layer), :func:`encode_all`, :func:`apply` (all layers)
 - :func:`train_layer`, :func:`train_greedy`, :func:`fine_tune` (optax), :func:`layer_loss`, :func:`stack_loss`
 - :func:`colour_crops`: 32x32 colour crops of the embedded photographs (offline CIFAR-10 stand-in)
@@ -25,6 +27,7 @@ from vision_jax.autoencoder._model import (
     layer_channels,
     random_feedback_params,
 )
+from vision_jax.autoencoder._module import ConvPoolAutoencoder, params_from_variables, variables_from_params
 from vision_jax.autoencoder._training import (
     GreedyHistory,
     caffe_l2,
@@ -48,6 +51,9 @@ __all__ = [
     "LayerParams",
     "init_params",
     "random_feedback_params",
+    "ConvPoolAutoencoder",
+    "variables_from_params",
+    "params_from_variables",
     "encode",
     "decode",
     "encode_layer",
