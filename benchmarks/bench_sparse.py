@@ -25,7 +25,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from numpy_mp import mp_heh_per_sample, mp_numpy  # noqa: E402
+from numpy_mp import NumpyHAPLearner, mp_heh_per_sample, mp_numpy  # noqa: E402
 from vision_jax import data, sparse  # noqa: E402
 
 
@@ -102,8 +102,20 @@ def main():
                 run(n_iter)
                 times.append(time.perf_counter() - start)
             per_it = (times[1] - times[0]) / 64
-            out.append([method, per_it, per_it * 4096 / 60])
-        print_table(["learning (batch 4096, N 676)", "s / iteration", "4096 iterations (min)"], out)
+            out.append([f"vision_jax {method}", per_it, per_it * 4096 / 60, "-"])
+        learner = NumpyHAPLearner(np.asarray(data.one_over_f_dictionary(jax.random.key(1), N, 21)))
+        patches_np = np.asarray(patches)
+        learner.step(patches_np)
+        ref = min(_timed(lambda: learner.step(patches_np)) for _ in range(3))
+        out.append(["numpy HAP (the reference's iteration)", ref, ref * 4096 / 60, "1x"])
+        out[0][3] = f"{ref / out[0][1]:.1f}x"
+        print_table(["learning (batch 4096, N 676)", "s / iteration", "4096 iterations (min)", "speed-up vs numpy"], out)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":
