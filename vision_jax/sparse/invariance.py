@@ -19,11 +19,16 @@ and the ``k`` winning columns instead of all ``I x N`` weights; the renormalisat
 update up to rounding, except for silent units with ``q_j < prec`` (only possible when the
 invariant output is ~0), which decay by ``1 - seta y_i`` instead of ``1 - seta y_i q_j / prec``.
 
-Speed (CPU): the one unavoidable dense operation is ``p = sw v``. :func:`train` computes it for
-blocks of 16 frames as one matrix product from the block's initial ``sw`` (reading ``sw`` once per
-block instead of once per frame) and recomputes, per step, only the rows changed earlier in the
-block. Winners are taken by slices rather than gathers, the top-k by ``k`` rounds of max (XLA's
-top-k is a sort outside float32) and no branch carries the large weights.
+Speed (CPU, where a step is dominated by the number of XLA operations, not by arithmetic): the
+one unavoidable dense operation is ``p = sw v``. :func:`train` computes it for blocks of
+``BLOCK`` frames as one matrix product from the block's initial ``sw`` (reading ``sw`` once per
+block instead of once per frame); when a step changes ``k`` rows, their responses to every frame
+of the block are recomputed at once (one small product that also gives the new row sums), so
+later steps of the block read exact responses. The top-k is ``k`` rounds of max over a 2-D view
+of the responses (each round one pass on XLA:CPU; XLA's top-k is a sort outside float32), rows and
+columns are read and written by dynamic slices (in place; a custom batching rule turns them into
+one gather / scatter under ``vmap``), the epoch statistics are accumulated elementwise, and no
+branch carries the large weights.
 
 API: :func:`init_params` (``sw``, ``iw``), :func:`step` (one ``lax.scan`` body over the carry
 :class:`Carry`), :func:`train` (epochs x frames as nested ``lax.scan``, jitted, vmappable over
@@ -124,7 +129,7 @@ def _fold_if(carry: Carry, pred) -> Carry:
 
 
 def _top_k(p: jax.Array, k: int):
-    """``lax.top_k(p, k)`` for a vector ``p``, fast in float64 too (ties: lowest index first).
+    """``lax.top_k(p, k)`` for a vector ``p``, fast in float64 too (ties: lowest index first); used by :func:`step`.
 
     XLA's CPU top-k is a full sort (about 0.3 ms for 900 values) unless it is rewritten into a
     custom call, which happens for float32 only and not inside every loop; for small ``k``, ``k``
@@ -141,6 +146,35 @@ def _top_k(p: jax.Array, k: int):
         vals.append(m)
         idx.append(i)
         p = jnp.where(iota == i, -jnp.inf, p)
+    return jnp.stack(vals), jnp.stack(idx)
+
+
+def _grid(n: int):
+    """A 2-D shape ``(a, b)``, ``a * b >= n``, ``b <= 32``.
+
+    XLA:CPU splits the reduction of a vector longer than 32 into two passes (two operations); an
+    array whose dimensions are all at most 32 is reduced in one.
+    """
+    b = min(n, 32)
+    return -(-n // b), b
+
+
+def _top_k_2d(p, k: int, n: int):
+    """Values and flat indices of the ``k`` largest entries of ``p`` ``(a, b)`` (ties: lowest index first).
+
+    Entries at flat index ``>= n`` are padding and must hold ``-inf``. Each round masks the
+    winners found so far from the original ``p`` (no chain of copies of ``p``).
+    """
+    iota = lax.broadcasted_iota(jnp.int32, p.shape, 0) * p.shape[1] + lax.broadcasted_iota(jnp.int32, p.shape, 1)
+    vals, idx = [], []
+    mask = None
+    for _ in range(k):
+        q = p if mask is None else jnp.where(mask, -jnp.inf, p)
+        m = jnp.max(q)
+        i = jnp.min(jnp.where(q == m, iota, n))
+        vals.append(m)
+        idx.append(i)
+        mask = iota == i if mask is None else mask | (iota == i)
     return jnp.stack(vals), jnp.stack(idx)
 
 
@@ -161,6 +195,34 @@ def _put(a, idx, values, axis: int):
     return a
 
 
+@jax.custom_batching.custom_vmap
+def _rows(a, idx):
+    """``a[idx]`` for a few row indices ``idx`` ``(k,)``: dynamic slices, one gather under ``vmap``.
+
+    Under ``vmap`` the slices would each become a gather (or a scatter in :func:`_set_rows`); the
+    batching rule makes the whole access one gather.
+    """
+    return _take(a, idx, 0)
+
+
+@_rows.def_vmap
+def _rows_vmap(axis_size, in_batched, a, idx):
+    a, idx = (x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for b, x in zip(in_batched, (a, idx)))
+    return jax.vmap(lambda a, i: a[i])(a, idx), True
+
+
+@jax.custom_batching.custom_vmap
+def _set_rows(a, idx, values):
+    """``a.at[idx].set(values)`` for a few distinct row indices: in-place dynamic updates, one scatter under ``vmap``."""
+    return _put(a, idx, values, 0)
+
+
+@_set_rows.def_vmap
+def _set_rows_vmap(axis_size, in_batched, a, idx, values):
+    a, idx, values = (x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for b, x in zip(in_batched, (a, idx, values)))
+    return jax.vmap(lambda a, i, v: a.at[i].set(v, unique_indices=True))(a, idx, values), True
+
+
 def _step(carry: Carry, v, t, p, hyper, k: int, renorm_every: int | None, fold_every: int | None):
     """One step; ``t`` is the step within the epoch (not batched under vmap), ``p`` is ``sw v`` (or None)."""
     dtype = v.dtype
@@ -170,90 +232,127 @@ def _step(carry: Carry, v, t, p, hyper, k: int, renorm_every: int | None, fold_e
     if p is None:
         p = sw @ v
     vals, idx = _top_k(p, k)
-    rows = _take(sw, idx, 0)  # (k, M)
+    rows = _rows(sw, idx)  # (k, M)
     r = _mv(rows.T, vals)
     e = v - r
     rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
-    sw = _put(sw, idx, rows, 0)
+    sw = _set_rows(sw, idx, rows)
     s_w = vals / jnp.sum(rows, axis=1)  # the k non-zero entries of s
     # invariant layer on the k winning columns; silent columns through the row scale g
-    cols = _take(w, idx, 0) * g[None, :]  # (k, I): the winning columns of iw, dense
+    cols = _rows(w, idx) * g[None, :]  # (k, I): the winning columns of iw, dense
     y = y + alpha * (jnp.sum(cols * s_w[:, None], axis=0) - y)
     q_w = _mv(cols, y)
     decay = 1 - seta * y
     zeta = jnp.where(s_w > 0, leta, seta)
     new_cols = cols * (1 + y[None, :] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[:, None])
     g = g * decay
-    w = _put(w, idx, new_cols / g[None, :], 0)
+    w = _set_rows(w, idx, new_cols / g[None, :])
     if renorm_every is not None:
         # iw <- c iw / rowsum(iw) is g <- c / rowsum(w): only the row scale changes
         g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=0), lambda: g)
     carry = Carry(sw, w, g, y, carry.t + 1)
     if fold_every is not None:
         carry = _fold_if(carry, (t + 1) % fold_every == 0)
-    return carry, (idx, rows), (jnp.sum(e**2), jnp.sum(v**2), jnp.mean(y))
+    return carry, (jnp.sum(e**2), jnp.sum(v**2), jnp.mean(y))
 
 
 def step(carry: Carry, v: jax.Array, hyper: InvarianceHyper, *, k: int, renorm_every: int | None, fold_every: int = 1024):
     """One learning step on the window ``v`` ``(M,)``; returns ``(carry, (||e||^2, ||v||^2, mean(y)))``."""
-    carry, _, out = _step(carry, v, carry.t, None, hyper, k, renorm_every, fold_every)
-    return carry, out
+    return _step(carry, v, carry.t, None, hyper, k, renorm_every, fold_every)
 
 
 BLOCK = 16  # frames whose responses ``sw v`` are computed together
+UNROLL = 2  # steps per iteration of the compiled loop inside a block
+
+
+def _sum_k(x, weights):
+    """``sum_i weights[i] * x[i]`` over the (few) rows of ``x``, as elementwise operations."""
+    out = weights[0] * x[0]
+    for i in range(1, x.shape[0]):
+        out = out + weights[i] * x[i]
+    return out
+
+
+def _block_step(state, xs, hyper, k, renorm_every, n, grid):
+    """One step inside a block (same update as :func:`_step`).
+
+    ``state``: ``(sw, w, g, y, pt, acc_e, acc_y)`` with ``pt`` ``(grid[0] * grid[1], block)`` the
+    responses of the units (padded with -inf) to the block's frames, ``acc_e`` ``(M,)`` and ``acc_y`` ``(I,)`` the running
+    sums of ``e**2`` and ``y``. ``xs``: the frame ``v`` ``(M,)``, its index ``j`` in the block, its
+    step ``t`` in the epoch and ``fbx`` ``(block + 1, M)``, the block's frames and a row of ones.
+    """
+    sw, w, g, y, pt, acc_e, acc_y = state
+    v, j, t, fbx = xs
+    dtype = v.dtype
+    xi, alpha, leta, seta, c, prec = (jnp.asarray(h, dtype) for h in hyper)
+    p = lax.dynamic_index_in_dim(pt, j, 1, keepdims=False).reshape(grid)  # sw v with the current sw
+    vals, idx = _top_k_2d(p, k, n)
+    rows = _rows(sw, idx)  # (k, M)
+    r = _mv(rows.T, vals)
+    e = v - r
+    rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
+    sw = _set_rows(sw, idx, rows)
+    acc_e = acc_e + e * e
+    prod = rows @ fbx.T  # (k, block + 1): the new rows' responses to the block's frames, and their sums
+    s_w = vals / prod[:, -1]  # the k non-zero entries of s
+    pt = _set_rows(pt, idx, prod[:, :-1])
+    cols = _rows(w, idx) * g[None, :]  # (k, I): the winning columns of iw, dense
+    y = y + alpha * (_sum_k(cols, s_w) - y)
+    q_w = jnp.sum(cols * y[None, :], axis=1)
+    zeta = jnp.where(s_w > 0, leta, seta)
+    new_cols = cols * (1 + y[None, :] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[:, None])
+    g = g * (1 - seta * y)
+    w = _set_rows(w, idx, new_cols / g[None, :])
+    if renorm_every is not None:
+        g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=0), lambda: g)
+    return (sw, w, g, y, pt, acc_e, acc_y + y), None
 
 
 def _epoch(carry: Carry, frames, hyper, k: int, renorm_every: int | None, block: int | None = None):
     """One pass over ``frames`` ``(T, M)``: blocks of ``block`` frames, then the remainder step by step.
 
-    Within a block all responses are computed at once from the block's initial ``sw`` (one
-    matrix product, which reads ``sw`` once per block instead of once per frame); the rows changed
-    earlier in the block (at most ``k`` per step, listed in ``dirty``) are recomputed from the
-    current ``sw``. The step index ``t`` comes from the scanned sequence, not from the carry, so that
-    it stays unbatched under ``vmap`` and the renormalisation stays a branch, not a select.
+    Returns ``(carry, (sum ||e||^2, sum ||v||^2, sum of mean(y)))`` over the pass. The step index
+    ``t`` comes from the scanned sequence, not from the carry, so that it stays unbatched under
+    ``vmap`` and the renormalisation stays a branch, not a select.
     """
     block = block or BLOCK
     T, M = frames.shape
     n_blocks = T // block
     fold_blocks = max(1, 1024 // block)
     n_sparse = carry.sw.shape[0]
+    grid = _grid(n_sparse)
+    n_padded = grid[0] * grid[1]
+    dtype = frames.dtype
 
-    def block_body(carry, xs):
+    def block_body(state, xs):
+        carry, acc_e, acc_y = state
         fb, b = xs
-        P = (carry.sw @ fb.T).T  # (block, N); in this orientation a vmapped sw needs no transposed copy
+        pt = carry.sw @ fb.T  # (N, block)
+        pt = jnp.concatenate([pt, jnp.full((n_padded - n_sparse, block), -jnp.inf, dtype)])  # padded to the top-k grid
+        fbx = jnp.concatenate([fb, jnp.ones((1, M), dtype)])
+        st = (carry.sw, carry.w, carry.g, carry.y, pt, acc_e, acc_y)
+        st, _ = lax.scan(lambda s, x: _block_step(s, x + (fbx,), hyper, k, renorm_every, n_sparse, grid), st,
+                         (fb, jnp.arange(block), b * block + jnp.arange(block)), unroll=UNROLL)
+        sw, w, g, y, _, acc_e, acc_y = st
+        carry = _fold_if(carry._replace(sw=sw, w=w, g=g, y=y), (b + 1) % fold_blocks == 0)
+        return (carry, acc_e, acc_y), None
 
-        def inner(state, xs):
-            carry, dirty, dirty_rows = state
-            v, p, j = xs
-            p = p.at[dirty].set(_mv(dirty_rows, v), mode="drop")
-            carry, (idx, rows), out = _step(carry, v, b * block + j, p, hyper, k, renorm_every, None)
-            idx = idx.astype(dirty.dtype)
-            dirty = jnp.where(jnp.any(dirty[:, None] == idx[None, :], axis=1), n_sparse, dirty)  # superseded
-            dirty = lax.dynamic_update_slice(dirty, idx, (j * k,))
-            dirty_rows = lax.dynamic_update_slice(dirty_rows, rows, (j * k, 0))
-            return (carry, dirty, dirty_rows), out
-
-        dirty = jnp.full((block * k,), n_sparse, jnp.int32)  # indices of the rows changed in the block; out of range: none
-        dirty_rows = jnp.zeros((block * k, M), fb.dtype)  # their current values
-        (carry, _, _), out = lax.scan(inner, (carry, dirty, dirty_rows), (fb, P, jnp.arange(block)))
-        carry = _fold_if(carry, (b + 1) % fold_blocks == 0)
-        return carry, out
-
-    outs = []
+    acc = (jnp.zeros((M,), dtype), jnp.zeros_like(carry.y))
     if n_blocks:
         fb = frames[: n_blocks * block].reshape(n_blocks, block, M)
-        carry, out = lax.scan(block_body, carry, (fb, jnp.arange(n_blocks)))
-        outs.append(jax.tree.map(lambda a: a.reshape(-1), out))
+        (carry, acc_e, acc_y), _ = lax.scan(block_body, (carry,) + acc, (fb, jnp.arange(n_blocks)))
+        acc = (acc_e, acc_y)
+    e2 = jnp.sum(acc[0])
+    ym = jnp.sum(acc[1]) / carry.y.shape[0]
     if T > n_blocks * block:
         def rest(carry, xs):
             v, t = xs
-            carry, _, out = _step(carry, v, t, None, hyper, k, renorm_every, None)
-            return carry, out
+            return _step(carry, v, t, None, hyper, k, renorm_every, None)
 
         carry, out = lax.scan(rest, carry, (frames[n_blocks * block:], jnp.arange(n_blocks * block, T)))
-        outs.append(out)
-    out = tuple(jnp.concatenate(parts) for parts in zip(*outs))
-    return _fold(carry), out
+        e2 = e2 + jnp.sum(out[0])
+        ym = ym + jnp.sum(out[2])
+    return _fold(carry), (e2, jnp.sum(frames**2), ym)
 
 
 def _check_train(params, frames, k):
@@ -282,7 +381,7 @@ def _train(params, frames, hyper, k, n_epochs, renorm_every):
     def epoch(carry, _):
         carry = carry._replace(y=jnp.zeros_like(carry.y), t=jnp.zeros_like(carry.t))
         carry, (e2, v2, ym) = _epoch(carry, frames, hyper, k, renorm_every)
-        return carry, EpochStats(jnp.sum(e2) / jnp.sum(v2), jnp.mean(ym))
+        return carry, EpochStats(e2 / v2, ym / frames.shape[0])
 
     carry, stats = lax.scan(epoch, init_carry(params), None, length=n_epochs)
     return params_of(carry), stats
