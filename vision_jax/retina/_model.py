@@ -461,16 +461,22 @@ def _uniforms(seed, frame_index, stream: int, shape, dtype):
 
 def _normals(seed, frame_index, stream: int, shape, dtype):
     """Standard normal maps ``(2, H, W)`` for one frame: a counter-based hash of ``(seed, frame, stream, cell)``
-    gives two uniforms per pixel, and Box-Muller turns them into the ON and OFF draws.
+    gives two uniforms ``u0, u1`` per pixel, and Box-Muller turns them into the ON draw
+    ``r cos(2 pi u1)`` and the OFF draw ``r sin(2 pi u1)``, ``r = sqrt(-2 ln u0)``.
 
-    The draws depend only on the seed and the absolute frame index, so they do not depend on how a
-    movie is chunked; hashing inside the step keeps them fused with the spiking update (no stored
-    ``(T, 2, H, W)`` array of draws).
+    Both draws are written as one expression of the channel index ``k`` (``(1 - k) cos + k sin``,
+    no stacking), which XLA compiles to one vectorised loop (a stack of the two compiled to a
+    branch per element, ~8x slower). The draws depend only on the seed and the absolute frame
+    index, so they do not depend on how a movie is chunked; hashing inside the step keeps them
+    fused with the spiking update (no stored ``(T, 2, H, W)`` array of draws).
     """
+    if shape[0] != 2:
+        raise ValueError(f"shape: expected (2, H, W), got {tuple(shape)}")
     u = _uniforms(seed, frame_index, stream, shape, dtype)
-    radius = jnp.sqrt(-2 * jnp.log(u[0]))
-    cos, sin = _cos_sin_2pi(u[1])
-    return jnp.stack([radius * cos, radius * sin])
+    u0, u1 = (jnp.broadcast_to(u[i:i + 1], shape) for i in (0, 1))
+    k = lax.broadcasted_iota(dtype, shape, 0)  # 0: ON, 1: OFF
+    cos, sin = _cos_sin_2pi(u1)
+    return jnp.sqrt(-2 * jnp.log(u0)) * ((1 - k) * cos + k * sin)
 
 
 def _cos_sin_2pi(u):
@@ -606,6 +612,14 @@ def _run(params, state, movie, radii, spikes, draws, stages, remat):
     return state, RetinaOutput(rates, spk)
 
 
+def _as_dtype(x, dtype):
+    """``x`` as an array of ``dtype``: host values converted by numpy (one transfer with the call
+    instead of one dispatch per parameter), JAX arrays and tracers by ``jnp.asarray``."""
+    if isinstance(x, jax.Array):
+        return x if x.dtype == dtype else jnp.asarray(x, dtype)
+    return np.asarray(x, dtype)
+
+
 def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True, stages: bool = False,
         radii: tuple | None = None, remat: bool = False):
     """Run the retina over ``movie`` ``(T, H, W)`` (luminance, same units as ``luminosity_range``).
@@ -641,5 +655,5 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
     check_params(params)
     radii = _static_radii(params, blur_radii(params)) if radii is None else tuple(radii)
     draws = _static_draws(params, spikes)
-    params = jax.tree.map(lambda x: jnp.asarray(x, movie.dtype), params)
+    params = jax.tree.map(lambda x: _as_dtype(x, movie.dtype), params)
     return _run(params, state, movie, tuple(radii), bool(spikes), draws, bool(stages), bool(remat))
