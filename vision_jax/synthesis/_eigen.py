@@ -10,10 +10,11 @@ Methods:
   - ``"power"``: block power iteration with QR, top (shift 0) and bottom (shift ``lambda_max``),
     with a *relative* tolerance on the eigenvalues and a warning when ``max_iter`` ends a run
     unconverged (the bottom of ``F`` converges slowly when many eigenvalues sit near 0);
-  - ``"lanczos"``: Lanczos over ``max_iter`` steps with partial reorthogonalisation (Simon's
-    estimate of the loss of orthogonality; the basis is reorthogonalised only when it exceeds
-    sqrt(eps)), both ends from the same Krylov space (far fewer products than power for the
-    bottom);
+  - ``"lanczos"``: Lanczos with partial reorthogonalisation (Simon's estimate of the loss of
+    orthogonality; the basis is reorthogonalised only when it exceeds sqrt(eps)), both ends from
+    the same Krylov space (far fewer products than power for the bottom), stopped as soon as both
+    ends meet the relative tolerance (checked every 25 steps on the tridiagonal matrix, on the
+    host) or after ``max_iter`` steps;
   - ``"exact"``: the full Jacobian and ``eigh(J^T J)`` (small images only);
   - ``"randomized_svd"``: top ``k`` only (as in plenoptic): a randomized range finder with
     ``k + 10`` vectors and ``max_iter`` power (subspace) iterations, then the Rayleigh-Ritz
@@ -80,24 +81,98 @@ def _power(fv, n, k, key, shift, max_iter, tol, dtype):
     return lam, v, i, change <= tol
 
 
-def _lanczos(fv, n, m, key, dtype, n_vec):
-    """m Lanczos steps with partial reorthogonalisation; Ritz values, residuals and ``n_vec`` Ritz vectors.
+def _tridiagonal_ends(alpha, beta, j, n_vec, vectors):
+    """Host: the ``n_vec = (bottom, top)`` extreme eigenpairs of the ``j x j`` Lanczos matrix.
+
+    Returns ascending Ritz values ``(nb + nt,)``, the last components of their eigenvectors
+    (``|beta_j s_last|`` is the Ritz residual) and, with ``vectors``, the eigenvectors padded to
+    ``(m, nb + nt)``. LAPACK's tridiagonal bisection and inverse iteration: O(j) per pair.
+    """
+    import scipy.linalg
+
+    alpha, beta = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+    j = int(j)
+    m = alpha.shape[0]
+    nb, nt = n_vec
+    d, e = alpha[:j], beta[:j - 1]
+    if j == 1:
+        theta, S = d.copy(), np.ones((1, 1))
+    else:
+        lo = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(0, min(nb, j) - 1))
+        hi = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(max(j - nt, 0), j - 1))
+        theta = np.concatenate([lo[0], hi[0]])
+        S = np.concatenate([lo[1], hi[1]], axis=1)
+    if theta.shape[0] < nb + nt:  # fewer steps than pairs asked for: repeat the last pair
+        pad = nb + nt - theta.shape[0]
+        theta = np.concatenate([theta, np.repeat(theta[-1:], pad)])
+        S = np.concatenate([S, np.repeat(S[:, -1:], pad, axis=1)], axis=1)
+    last = S[-1]
+    full = np.zeros((m, nb + nt))
+    full[:j] = S
+    return theta, last, full if vectors else np.zeros((0, nb + nt))
+
+
+def _ends(alpha, beta, j, n_vec, vectors):
+    """:func:`_tridiagonal_ends` as a callback of the compiled program."""
+    k2 = n_vec[0] + n_vec[1]
+    dtype = alpha.dtype
+    shapes = (jax.ShapeDtypeStruct((k2,), dtype), jax.ShapeDtypeStruct((k2,), dtype),
+              jax.ShapeDtypeStruct((alpha.shape[0] if vectors else 0, k2), dtype))
+
+    def host(a, b, jj):
+        return tuple(np.asarray(x, dtype) for x in _tridiagonal_ends(a, b, jj, n_vec, vectors))
+
+    return jax.pure_callback(host, shapes, alpha, beta, j, vmap_method="sequential")
+
+
+def _lanczos(fv, n, m, key, dtype, n_vec, tol, check_every):
+    """Up to m Lanczos steps with partial reorthogonalisation, stopped when both ends converge.
 
     The loss of orthogonality ``omega_k = q_{j+1}.q_k`` is tracked by Simon's recurrence (cheap,
     O(m) per step); when it exceeds sqrt(eps) the new vector and the next one are
     orthogonalised against the whole basis (twice, classical Gram-Schmidt), which keeps the basis
     orthogonal to sqrt(eps) at a fraction of the cost of reorthogonalising every step.
-    ``n_vec`` is a pair (bottom, top) of how many Ritz vectors to form at each end.
+    Every ``check_every`` steps the extreme Ritz pairs of the tridiagonal matrix are computed
+    (on the host, O(steps)); the run stops when the top pairs have residuals
+    ``||F y - theta y|| <= tol * theta_max`` and the bottom pairs either such residuals or
+    ``theta <= tol * theta_max``: F = J^T J is positive semi-definite, and Ritz values interlace
+    the eigenvalues, so ``0 <= lambda_i <= theta_i`` and ``|theta_i - lambda_i| <= tol * lambda_max``.
+    ``n_vec`` is a pair (bottom, top) of how many Ritz pairs to form at each end.
+
+    Returns ascending Ritz values ``(nb + nt,)``, their vectors ``(n, nb + nt)``, relative
+    residuals, the number of steps, and the convergence flags (bottom, top).
     """
     eps = jnp.finfo(dtype).eps
     tiny = jnp.finfo(dtype).tiny
+    nb, nt = n_vec
     q0, r0 = jax.random.normal(key, (2, n), dtype)  # the start, and the seed of restarts
     q0 = q0 / jnp.linalg.norm(q0)
-    Q = jnp.zeros((m + 1, n), dtype).at[0].set(q0)
-    rows = jnp.arange(m + 1)
+    n_blocks = -(-(m + 1) // _BLOCK)  # the basis in blocks of rows: reorthogonalisation costs O(j n), not O(m n)
+    Q = jnp.zeros((n_blocks * _BLOCK, n), dtype).at[0].set(q0)
+    rows = jnp.arange(m + 1, dtype=jnp.int32)
 
-    def body(j, c):
-        Q, alpha, beta, w_cur, w_old, force, n_re, anorm = c
+    def project_out(Q, u, j):
+        """``u - Q^T Q u`` over the blocks holding rows ``0..j`` (classical Gram-Schmidt)."""
+        def block(i, corr):
+            Qb = lax.dynamic_slice_in_dim(Q, i * _BLOCK, _BLOCK)
+            return corr + (Qb @ u) @ Qb
+
+        return u - lax.fori_loop(0, j // _BLOCK + 1, block, jnp.zeros_like(u))
+
+    def converged(alpha, beta, j):
+        theta, last, _ = _ends(alpha, beta, j, n_vec, False)
+        scale = jnp.maximum(theta[-1], tiny)
+        res = jnp.abs(beta[j - 1] * last) / scale
+        ok_bot = jnp.all((res[:nb] <= tol) | (theta[:nb] <= tol * scale))
+        ok_top = jnp.all(res[nb:] <= tol)
+        return jnp.stack([ok_bot, ok_top])
+
+    def cond(c):
+        j, ok = c[0], c[-1]
+        return (j < m) & ~jnp.all(ok)
+
+    def body(c):
+        j, Q, alpha, beta, w_cur, w_old, force, n_re, anorm, ok = c
         q = Q[j]
         b_prev = jnp.where(j > 0, beta[jnp.maximum(j - 1, 0)], 0)
         w = fv(q) - b_prev * Q[jnp.maximum(j - 1, 0)]
@@ -122,25 +197,28 @@ def _lanczos(fv, n, m, key, dtype, n_vec):
 
         def reorth():  # rows of Q past j are still zero: no mask needed
             u = jnp.where(breakdown, jnp.roll(r0, j), w)  # a shifted random vector: a new direction
-            u = u - (Q @ u) @ Q
-            return u - (Q @ u) @ Q
+            return project_out(Q, project_out(Q, u, j), j)
 
         w = lax.cond(need, reorth, lambda: w)
         b = jnp.linalg.norm(w)
         w_new = jnp.where(need & (rows <= j), eps, w_new).at[j + 1].set(1.0)
         Q = Q.at[j + 1].set(w / b)
         beta = beta.at[j].set(jnp.where(breakdown, 0.0, b))
-        return Q, alpha, beta, w_new, w_cur, need & ~force & ~breakdown, n_re + need.astype(jnp.int32), anorm
+        j = j + 1
+        check = (j % check_every == 0) & (j < m)
+        ok = lax.cond(check, lambda: converged(alpha, beta, j), lambda: ok)
+        return j, Q, alpha, beta, w_new, w_cur, need & ~force & ~breakdown, n_re + need.astype(jnp.int32), anorm, ok
 
     w0 = jnp.zeros((m + 1,), dtype).at[0].set(1.0)
-    init = (Q, jnp.zeros((m,), dtype), jnp.zeros((m,), dtype), w0, jnp.zeros((m + 1,), dtype), jnp.asarray(False),
-            jnp.asarray(0, jnp.int32), jnp.asarray(0.0, dtype))
-    Q, alpha, beta, *_, n_re, _ = lax.fori_loop(0, m, body, init)
-    T = jnp.diag(alpha) + jnp.diag(beta[:-1], 1) + jnp.diag(beta[:-1], -1)
-    theta, S = jnp.linalg.eigh(T)
-    residual = jnp.abs(beta[-1] * S[-1])  # ||F y - theta y|| for each Ritz pair
-    idx = jnp.concatenate([jnp.arange(n_vec[0]), jnp.arange(m - n_vec[1], m)])
-    return theta, Q[:m].T @ S[:, idx], residual, n_re
+    init = (jnp.asarray(0, jnp.int32), Q, jnp.zeros((m,), dtype), jnp.zeros((m,), dtype), w0, jnp.zeros((m + 1,), dtype),
+            jnp.asarray(False), jnp.asarray(0, jnp.int32), jnp.asarray(0.0, dtype), jnp.zeros((2,), bool))
+    j, Q, alpha, beta, *_ = lax.while_loop(cond, body, init)
+    theta, last, S = _ends(alpha, beta, j, n_vec, True)
+    scale = jnp.maximum(theta[-1], tiny)
+    res = jnp.abs(beta[j - 1] * last) / scale
+    # Lucky breakdown (an invariant subspace): beta_j = 0 and every pair is exact.
+    ok = jnp.stack([jnp.all((res[:nb] <= tol) | (theta[:nb] <= tol * scale)), jnp.all(res[nb:] <= tol)])
+    return theta, Q[:m].T @ S, res, j, ok
 
 
 def _randomized(fv, n, k, key, n_power, dtype):
@@ -168,9 +246,10 @@ def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int 
       method: ``"power"``, ``"lanczos"``, ``"exact"`` or ``"randomized_svd"`` (top ``k`` only:
         the result then holds ``k`` eigenpairs, not ``2 k``).
       k: eigenvectors at each end.
-      max_iter: power iterations per end, Lanczos steps, or randomized subspace iterations.
+      max_iter: power iterations per end, the most Lanczos steps, or randomized subspace iterations.
       tol: relative tolerance (power: change of the eigenvalues; lanczos: Ritz residual
-        relative to the largest eigenvalue).
+        relative to the largest eigenvalue, checked every 25 steps; a bottom Ritz value below
+        ``tol * lambda_max`` is also converged, since ``0 <= lambda_min <= theta_min``).
       key: PRNG key of the starting vectors (default ``jax.random.key(0)``).
     """
     image = check_array("image", image, ndim=(3, 4))
@@ -212,6 +291,12 @@ def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int 
     return EigenResult(lam, vecs, n_iter, converged)
 
 
+# Lanczos checks both ends for convergence every this many steps, and reorthogonalises against
+# its basis in blocks of this many rows.
+_CHECK_EVERY = 25
+_BLOCK = 64
+
+
 @lru_cache(maxsize=32)
 def _compiled(model_fn, method, shape, dtype_name, k, m, tol):
     """One jitted ``(image, key) -> (eigenvalues, vectors, n_iter, converged)`` per model and setting.
@@ -249,11 +334,10 @@ def _compiled(model_fn, method, shape, dtype_name, k, m, tol):
             lam = jnp.concatenate([lam_top[order_t], lam_bot[order_b]])
             vecs = jnp.concatenate([v_top[:, order_t], v_bot[:, order_b]], axis=1)
             return lam, unit(vecs), jnp.stack([it_top, it_bot]), jnp.stack([ok_top, ok_bot])
-        theta, ritz, residual, _ = _lanczos(fv, n, m, k_top, dtype, (k, k))
-        # ritz holds the k smallest (ascending) then the k largest (ascending)
+        theta, ritz, _, steps, ok = _lanczos(fv, n, m, k_top, dtype, (k, k), tol, _CHECK_EVERY)
+        # theta, ritz: the k smallest (ascending) then the k largest (ascending)
         lam = jnp.concatenate([theta[::-1][:k], theta[:k][::-1]])
         vecs = jnp.concatenate([ritz[:, ::-1][:, :k], ritz[:, :k][:, ::-1]], axis=1)
-        res = jnp.concatenate([residual[::-1][:k], residual[:k][::-1]]) / jnp.maximum(theta[-1], jnp.finfo(dtype).tiny)
-        return lam, unit(vecs), jnp.asarray([m, m]), jnp.stack([jnp.all(res[:k] <= tol), jnp.all(res[k:] <= tol)])
+        return lam, unit(vecs), jnp.stack([steps, steps]), ok[::-1]
 
     return jax.jit(run)
