@@ -440,6 +440,9 @@ def encode(params: AutoencoderParams, x, level: int, config: AutoencoderConfig, 
 
     Returns:
       ``(..., H/2, W/2, C_{level+1})``.
+
+    A layer with few input channels (the image layer) is differentiable in reverse mode only
+    (``jax.grad``, ``jax.vjp``; see :func:`encode_layer`).
     """
     _check_config(config)
     _check_params(params, config)

@@ -13,6 +13,10 @@ Module's variables and :class:`~vision_jax.autoencoder.AutoencoderParams`::
     rec = model.apply(variables, x)                        # all layers
     h1 = model.apply(variables, x, 0, method="encode")    # one layer (level is a Python int)
     grads = jax.grad(lambda p: mse(model.apply({**variables, "params": p}, x), x))(variables["params"])
+
+Call ``init`` eagerly (not under ``jax.jit``): the initial weights then come from one compiled
+random-bits program shared with :func:`~vision_jax.autoencoder.init_params`, where a jitted
+``init`` compiles ``jax.random.normal`` for every weight shape (tens of seconds on CPU).
 """
 from __future__ import annotations
 
