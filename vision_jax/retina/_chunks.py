@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax._checks import check_int
-from vision_jax.retina._model import RetinaOutput, RetinaParams, RetinaState, blur_radii, run
+from vision_jax.retina._model import RetinaOutput, RetinaParams, RetinaState, run
 
 __all__ = ["stream", "run_chunked"]
 
@@ -19,10 +19,10 @@ def stream(params: RetinaParams, state: RetinaState, movie, chunk_size: int, *, 
     ``movie`` is a ``(T, H, W)`` array (numpy arrays stay on the host; one chunk at a time is moved)
     or an iterable of ``(t, H, W)`` chunks. Only one chunk of outputs lives at a time when
     ``reduce`` keeps less (e.g. ``lambda out: out.spikes.sum(0)``), so memory does not grow with ``T``.
+    ``run_kwargs`` go to :func:`run` (by default each chunk runs the program :func:`run` picks for
+    ``params``, e.g. without the adaptation blur when ``adaptation_amplification`` is 0).
     """
     chunk_size = check_int("chunk_size", chunk_size, min_value=1)
-    if "radii" not in run_kwargs:
-        run_kwargs["radii"] = blur_radii(params)
     chunks = (movie[i:i + chunk_size] for i in range(0, movie.shape[0], chunk_size)) if hasattr(movie, "shape") else movie
     dtype = state.bipolar.dtype
     for chunk in chunks:
