@@ -5,7 +5,7 @@ vmapped computation; the figures follow the paper: learned dictionaries, activat
 probabilities, the cumulative histograms P_cum (Fig. 2A) and the cost F over learning with a
 band over seeds (Fig. 1B / 3B).
 
-    vision-jax homeostasis                      # quick: about a minute on a 2-core CPU
+    vision-jax homeostasis                      # quick: about two minutes on a 2-core CPU
     vision-jax homeostasis --full               # the paper's sizes (676 atoms, 4096 iterations)
     vision-jax homeostasis --sweep              # final F over eta_homeo x method x seed (Fig. 2B)
 """

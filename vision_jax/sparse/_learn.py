@@ -153,11 +153,11 @@ def _is_heh(method):
     return method == HEH if isinstance(method, int) else jnp.equal(method, HEH)
 
 
-def _iteration(state: LearnState, config: LearnConfig, patches, *, n_steps, batch_size, optimizer, block_size, method):
+def _iteration(state: LearnState, config: LearnConfig, patches, *, n_steps, batch_size, optimizer, block_size, method, heh=None):
     key, sub = jax.random.split(state.key)
     x = patches[jax.random.randint(sub, (batch_size,), 0, patches.shape[0])]
     D = state.dictionary
-    heh = _is_heh(method)
+    heh = _is_heh(method) if heh is None else heh
     one = jnp.ones((), D.dtype)
     alpha = jnp.where(heh, config.alpha_mp.astype(D.dtype), one) if not isinstance(heh, bool) else (config.alpha_mp.astype(D.dtype) if heh else one)
     C = config.C.astype(D.dtype)
@@ -174,19 +174,21 @@ def _iteration(state: LearnState, config: LearnConfig, patches, *, n_steps, batc
     return LearnState(D, opt_state, homeo, key, state.iteration + 1)
 
 
-@partial(jax.jit, static_argnames=("n_iter", "n_steps", "batch_size", "optimizer", "block_size", "method"))
+@partial(jax.jit, static_argnames=("n_iter", "n_steps", "batch_size", "optimizer", "block_size", "method", "heh"))
 def learn_chunk(state: LearnState, config: LearnConfig, patches, record_patches, *, n_iter: int, n_steps: int,
-                batch_size: int, optimizer: str = "adam", block_size: int = 1024, method=None):
+                batch_size: int, optimizer: str = "adam", block_size: int = 1024, method=None, heh: bool | None = None):
     """``n_iter`` learning iterations as one ``lax.scan``, then a :class:`Record`.
 
     ``method``: a Python int fixes the homeostasis rule at compile time; ``None`` reads it from
-    ``config.method`` (traced, so that a vmapped batch of runs may mix rules).
+    ``config.method`` (traced, so that a vmapped batch of runs may mix rules). ``heh``: with a
+    traced rule, ``False`` promises that no run is HEH, so that coding compiles the gain path
+    only (``None``: both selection rules are computed and one kept per run).
     """
     rule = config.method if method is None else method
 
     def body(s, _):
         return _iteration(s, config, patches, n_steps=n_steps, batch_size=batch_size, optimizer=optimizer,
-                          block_size=block_size, method=rule), None
+                          block_size=block_size, method=rule, heh=heh), None
 
     state, _ = lax.scan(body, state, None, length=n_iter)
     D = state.dictionary
@@ -199,7 +201,7 @@ def learn_chunk(state: LearnState, config: LearnConfig, patches, record_patches,
 
 
 @lru_cache(maxsize=32)
-def _vmapped_chunk(n_iter, n_steps, batch_size, optimizer, block_size, method, single: bool = False):
+def _vmapped_chunk(n_iter, n_steps, batch_size, optimizer, block_size, method, single: bool = False, heh=None):
     """One compiled, vmapped :func:`learn_chunk` per static setting (reused across calls).
 
     ``single``: the batch holds one run, which is computed unbatched (a vmap of size one turns
@@ -207,7 +209,7 @@ def _vmapped_chunk(n_iter, n_steps, batch_size, optimizer, block_size, method, s
     leading axis.
     """
     chunk = partial(learn_chunk, n_iter=n_iter, n_steps=n_steps, batch_size=batch_size, optimizer=optimizer,
-                    block_size=block_size, method=method)
+                    block_size=block_size, method=method, heh=heh)
     if single:
         def one(state, config, patches, record_patches):
             out = chunk(jax.tree.map(lambda x: x[0], state), jax.tree.map(lambda x: x[0], config), patches, record_patches)
@@ -308,10 +310,26 @@ def learn_dictionaries(
     state = jax.vmap(lambda k, d, c: init_learning(k, d, c, nb_quant=nb_quant, optimizer=optimizer))(flat_keys, flat_dicts, config)
     single_method = idx[0] if len(set(idx)) == 1 else None
 
-    chunk = _vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size, single_method, len(flat_method) == 1)
+    is_heh = np.repeat(np.asarray(idx) == HEH, n_seeds)
+    if single_method is not None:
+        chunk = _vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size, single_method, len(flat_method) == 1)
 
-    def run_one_chunk(s, _index):
-        return chunk(s, config, patches, record_patches)
+        def run_one_chunk(s, _index):
+            return chunk(s, config, patches, record_patches)
+    else:
+        # HEH runs and the others as two compiled programs, so that only HEH runs pay for HEH's
+        # quantile lookup (a mixed vmapped batch would compute both selection rules for every run).
+        groups = [np.flatnonzero(is_heh), np.flatnonzero(~is_heh)]
+        groups = [g for g in groups if g.size]
+        chunks = [_vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size, HEH if is_heh[g[0]] else None,
+                                 g.size == 1, None if is_heh[g[0]] else False)
+                  for g in groups]
+        order = np.argsort(np.concatenate(groups))
+
+        def run_one_chunk(s, _index):
+            outs = [fn(jax.tree.map(lambda x, g=g: x[g], s), jax.tree.map(lambda x, g=g: x[g], config), patches, record_patches)
+                    for fn, g in zip(chunks, groups)]
+            return jax.tree.map(lambda *parts: jnp.concatenate(parts)[order], *outs)
 
     from vision_jax.checkpoint import run_chunks
 
