@@ -310,26 +310,22 @@ def learn_dictionaries(
     state = jax.vmap(lambda k, d, c: init_learning(k, d, c, nb_quant=nb_quant, optimizer=optimizer))(flat_keys, flat_dicts, config)
     single_method = idx[0] if len(set(idx)) == 1 else None
 
+    # HEH runs and the others as separate compiled programs, so that only HEH runs pay for HEH's
+    # quantile lookup (a mixed vmapped batch would compute both selection rules for every run).
     is_heh = np.repeat(np.asarray(idx) == HEH, n_seeds)
-    if single_method is not None:
-        chunk = _vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size, single_method, len(flat_method) == 1)
+    groups = [g for g in (np.flatnonzero(is_heh), np.flatnonzero(~is_heh)) if g.size]
+    chunks = [_vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size,
+                             single_method if single_method is not None else (HEH if is_heh[g[0]] else None),
+                             g.size == 1, None if is_heh[g[0]] else False)
+              for g in groups]
+    order = np.argsort(np.concatenate(groups))
 
-        def run_one_chunk(s, _index):
-            return chunk(s, config, patches, record_patches)
-    else:
-        # HEH runs and the others as two compiled programs, so that only HEH runs pay for HEH's
-        # quantile lookup (a mixed vmapped batch would compute both selection rules for every run).
-        groups = [np.flatnonzero(is_heh), np.flatnonzero(~is_heh)]
-        groups = [g for g in groups if g.size]
-        chunks = [_vmapped_chunk(record_every, n_steps, batch_size, optimizer, block_size, HEH if is_heh[g[0]] else None,
-                                 g.size == 1, None if is_heh[g[0]] else False)
-                  for g in groups]
-        order = np.argsort(np.concatenate(groups))
-
-        def run_one_chunk(s, _index):
-            outs = [fn(jax.tree.map(lambda x, g=g: x[g], s), jax.tree.map(lambda x, g=g: x[g], config), patches, record_patches)
-                    for fn, g in zip(chunks, groups)]
-            return jax.tree.map(lambda *parts: jnp.concatenate(parts)[order], *outs)
+    def run_one_chunk(s, _index):
+        if len(groups) == 1:
+            return chunks[0](s, config, patches, record_patches)
+        outs = [fn(jax.tree.map(lambda x, g=g: x[g], s), jax.tree.map(lambda x, g=g: x[g], config), patches, record_patches)
+                for fn, g in zip(chunks, groups)]
+        return jax.tree.map(lambda *parts: jnp.concatenate(parts)[order], *outs)
 
     from vision_jax.checkpoint import run_chunks
 
