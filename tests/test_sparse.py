@@ -110,21 +110,24 @@ def test_batch_p_cum_by_hand():
 
 
 def test_entry_statistics_equal_dense_statistics():
+    # jitted: op-by-op these small functions compile one program per operation
+    entries = jax.jit(entry_statistics, static_argnums=(2, 4))
+    dense_stats = jax.jit(lambda i, c, n, C, q: batch_statistics(to_dense(i, c, n), C, q), static_argnums=(2, 4))
     # Matching-pursuit entries with repeated atoms, cancelling and zero coefficients, negative ones.
     idx = jnp.array([[1, 3, 1, 0], [2, 2, 2, 5], [4, 0, 4, 4], [0, 1, 2, 3]], jnp.int32)
     coef = jnp.array([[0.5, -0.2, 0.3, 0.0], [0.1, 0.2, 0.4, 1.5], [0.7, 0.9, -0.7, 0.0], [0.0, 0.0, 0.0, 0.0]], jnp.float32)
-    dense = to_dense(idx, coef, 6)
-    assert float(dense[2, 4]) == 0.0  # cancelled: inactive in the dense codes
-    for got, want in zip(entry_statistics(idx, coef, 6, 1.0, 5), batch_statistics(dense, 1.0, 5)):
+    assert float(jax.jit(to_dense, static_argnums=2)(idx, coef, 6)[2, 4]) == 0.0  # cancelled: inactive in the dense codes
+    for got, want in zip(entries(idx, coef, 6, 1.0, 5), dense_stats(idx, coef, 6, 1.0, 5)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
     # and on real pursuit entries
     rng = np.random.default_rng(1)
     d = rng.standard_normal((30, 16)).astype(np.float32)
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     x = rng.standard_normal((50, 16)).astype(np.float32)
-    idx, coef = encode_entries(jnp.asarray(x), jnp.asarray(d), jnp.ones(30, jnp.float32), jnp.zeros((30, 2), jnp.float32),
-                               1.0, 1.0, 12, False, 16)
-    for got, want in zip(entry_statistics(idx, coef, 30, 2.0, 9), batch_statistics(to_dense(idx, coef, 30), 2.0, 9)):
+    encode = jax.jit(encode_entries, static_argnums=(6, 7, 8))
+    idx, coef = encode(jnp.asarray(x), jnp.asarray(d), jnp.ones(30, jnp.float32), jnp.zeros((30, 2), jnp.float32),
+                       1.0, 1.0, 12, False, 16)
+    for got, want in zip(entries(idx, coef, 30, 2.0, 9), dense_stats(idx, coef, 30, 2.0, 9)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
 
 

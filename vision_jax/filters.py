@@ -28,6 +28,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
@@ -233,13 +234,14 @@ def fft_length(n: int) -> int:
     return best
 
 
-def _kernel_spectra(kernels, shape):
-    """``rfft2`` of kernels ``(..., kh, kw)`` zero-padded to ``shape``; computed once at trace
-    time (a constant of the program) when the kernels are concrete, e.g. closed-over parameters."""
+def _kernel_spectra(kernels, dtype, shape):
+    """``rfft2`` of kernels ``(..., kh, kw)`` zero-padded to ``shape``. Concrete kernels (numpy
+    arrays, or JAX arrays closed over from outside ``jit``) are transformed once on the host, in
+    float64, and become a constant of the program: nothing is recomputed per call."""
     if is_traced(kernels):
-        return jnp.fft.rfft2(kernels, s=shape)
-    with jax.ensure_compile_time_eval():
-        return jnp.fft.rfft2(kernels, s=shape)
+        return jnp.fft.rfft2(kernels.astype(dtype), s=shape)
+    spectra = np.fft.rfft2(np.asarray(kernels, np.float64), s=shape)
+    return jnp.asarray(spectra.astype(np.complex128 if jnp.dtype(dtype) == np.float64 else np.complex64))
 
 
 def convolve2d_fft_bank(x, kernels, *, padding: str = "reflect", pairwise: bool = False):
@@ -264,8 +266,8 @@ def convolve2d_fft_bank(x, kernels, *, padding: str = "reflect", pairwise: bool 
     """
     x = check_array("x", x, min_ndim=3 if pairwise else 2)
     check_choice("padding", padding, PADDINGS)
-    groups = list(kernels) if isinstance(kernels, (list, tuple)) else [kernels]
-    groups = [check_array("kernels", k, ndim=3) for k in groups]
+    given = list(kernels) if isinstance(kernels, (list, tuple)) else [kernels]
+    groups = [check_array("kernels", k, ndim=3) for k in given]
     kh, kw = groups[0].shape[1:]
     if kh % 2 == 0 or kw % 2 == 0:
         raise ValueError(f"kernels: expected odd sizes so that the kernels have a centre, got shape {tuple(groups[0].shape)}")
@@ -276,7 +278,8 @@ def convolve2d_fft_bank(x, kernels, *, padding: str = "reflect", pairwise: bool 
                          f"got shape {tuple(x.shape)}")
     H, W = x.shape[-2:]
     shape = (fft_length(H + kh - 1), fft_length(W + kw - 1))
-    spectra = tuple(_kernel_spectra(k.astype(x.dtype), shape) for k in groups)
+    # numpy kernels as given: under jit, their JAX conversion would be a tracer, computed in the program
+    spectra = tuple(_kernel_spectra(g if isinstance(g, np.ndarray) else k, x.dtype, shape) for g, k in zip(given, groups))
     out = _fft_bank(x, spectra, (kh, kw), shape, padding, pairwise)
     return out if isinstance(kernels, (list, tuple)) else out[0]
 

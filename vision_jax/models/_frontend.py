@@ -18,7 +18,6 @@ Definitions (plenoptic 2.1's code, which its docstrings sometimes contradict):
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Callable, NamedTuple
 
 import jax
@@ -26,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vision_jax import filters
-from vision_jax._checks import check_array, check_choice, check_int
+from vision_jax._checks import check_array, check_choice, check_int, is_traced
 
 __all__ = [
     "Model",
@@ -75,13 +74,38 @@ class Model(NamedTuple):
     name: str
 
 
-def circular_gaussian(kernel_size: int, std) -> jax.Array:
-    """Gaussian kernels ``(C, K, K)`` for stds ``(C,)``, each normalised to sum 1."""
+def circular_gaussian(kernel_size: int, std):
+    """Gaussian kernels ``(C, K, K)`` for stds ``(C,)``, each normalised to sum 1.
+
+    Concrete stds (fixed model parameters) give a numpy array computed in float64 and rounded
+    once to the stds' dtype: no JAX operation runs, and inside ``jit`` the kernels stay constants
+    (their spectra too, see ``filters.convolve2d_fft_bank``). Traced stds give a JAX array.
+    """
+    if _is_fixed(std):
+        return _gaussian_np(kernel_size, std).astype(_float_dtype(std))
     std = jnp.atleast_1d(jnp.asarray(std))
     offsets = jnp.arange(kernel_size, dtype=std.dtype) - (kernel_size - 1) / 2
     r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
     g = jnp.exp(-r2[None] / (2 * std[:, None, None] ** 2))
     return g / jnp.sum(g, axis=(1, 2), keepdims=True)
+
+
+def _is_fixed(*values) -> bool:
+    """True when no leaf of ``values`` is traced: kernels can then be computed on the host."""
+    return not any(is_traced(leaf) for leaf in jax.tree.leaves(values))
+
+
+def _float_dtype(x):
+    dtype = getattr(x, "dtype", None)
+    return dtype if dtype is not None and jnp.issubdtype(dtype, jnp.floating) else jax.dtypes.canonicalize_dtype(np.float64)
+
+
+def _gaussian_np(kernel_size: int, std) -> np.ndarray:
+    std = np.atleast_1d(np.asarray(std, np.float64))
+    offsets = np.arange(kernel_size) - (kernel_size - 1) / 2
+    r2 = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    g = np.exp(-r2[None] / (2 * std[:, None, None] ** 2))
+    return g / np.sum(g, axis=(1, 2), keepdims=True)
 
 
 def raised_cosine_disk(shape, outer_radius=None, inner_radius=None) -> np.ndarray:
@@ -108,15 +132,8 @@ def _filter(x: jax.Array, kernels: jax.Array, pad_mode: str, pairwise: bool = Fa
     return filters.convolve2d_fft_bank(x, kernels, padding=PAD_MODES[pad_mode], pairwise=pairwise)
 
 
-def _fixed(params):
-    """A context that computes kernels at trace time when the parameters are concrete (fixed).
-
-    A jitted ``lambda x: model.apply(params, x)`` then holds the kernels and their spectra as
-    constants, computed once, instead of recomputing them in every iteration of a synthesis loop.
-    """
-    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
-        return contextlib.nullcontext()
-    return jax.ensure_compile_time_eval()
+def _abs_gaussian(kernel_size: int, std):
+    return circular_gaussian(kernel_size, np.abs(np.asarray(std)) if _is_fixed(std) else jnp.abs(std))
 
 
 def _check_images(images, kernel_size: int, channels: int = 1) -> jax.Array:
@@ -147,7 +164,18 @@ def _arr(v, n=None):
     return a if n is None else jnp.broadcast_to(a, (n,))
 
 
-def _cs_filter(p: dict, kernel_size: int, on_center) -> jax.Array:
+def _cs_filter(p: dict, kernel_size: int, on_center):
+    """``amplitude_ratio * sign * (G(center_std) - G(surround_std))``: ``(C, K, K)``.
+
+    With fixed parameters the kernels are computed on the host (a numpy array, float64 rounded once), so
+    a jitted ``lambda x: model.apply(params, x)`` holds them, and their spectra, as constants
+    computed once instead of in every iteration of a synthesis loop, and compiles no extra program.
+    """
+    if _is_fixed(p):
+        sign = np.asarray([1.0 if c else -1.0 for c in on_center])[:, None, None]
+        ratio = np.reshape(np.asarray(p["amplitude_ratio"], np.float64), (1, 1, 1))
+        k = ratio * sign * (_gaussian_np(kernel_size, p["center_std"]) - _gaussian_np(kernel_size, p["surround_std"]))
+        return k.astype(_float_dtype(p["center_std"]))
     sign = jnp.asarray([1.0 if c else -1.0 for c in on_center], p["center_std"].dtype)[:, None, None]
     ratio = jnp.reshape(p["amplitude_ratio"], (1, 1, 1))
     center = circular_gaussian(kernel_size, p["center_std"])
@@ -161,8 +189,7 @@ def gaussian(kernel_size: int = 31, *, std=3.0, pad_mode: str = "reflect") -> Mo
 
     def apply(params, images):
         images = _check_images(images, kernel_size)
-        with _fixed(params):
-            kernels = circular_gaussian(kernel_size, jnp.abs(params["std"]))
+        kernels = _abs_gaussian(kernel_size, params["std"])
         return jnp.moveaxis(_filter(images[..., 0], kernels, pad_mode), 1, -1)
 
     return Model(lambda: {"std": _arr(std)}, apply, "gaussian")
@@ -181,8 +208,7 @@ def center_surround(kernel_size: int = 31, *, on_center=True, amplitude_ratio=1.
 
     def apply(params, images):
         images = _check_images(images, kernel_size)
-        with _fixed(params):
-            kernels = _cs_filter(params, kernel_size, on)
+        kernels = _cs_filter(params, kernel_size, on)
         return jnp.moveaxis(_filter(images[..., 0], kernels, pad_mode), 1, -1)
 
     return Model(init, apply, "center_surround")
@@ -210,12 +236,12 @@ def _front_end(name, kernel_size, pad_mode, pretrained, defaults, on_center, sta
 
     def apply(params, images):
         images = _check_images(images, kernel_size)
-        with _fixed(params):  # the center-surround and luminance kernels filter the image as one bank
-            bank = [_cs_filter(params["center_surround"], kernel_size, on_center)]
-            if "luminance" in stages:
-                bank.append(circular_gaussian(kernel_size, jnp.abs(params["luminance"]["std"])))
-            if "contrast" in stages:
-                contrast = circular_gaussian(kernel_size, jnp.abs(params["contrast"]["std"]))
+        # the center-surround and luminance kernels filter the image as one bank
+        bank = [_cs_filter(params["center_surround"], kernel_size, on_center)]
+        if "luminance" in stages:
+            bank.append(_abs_gaussian(kernel_size, params["luminance"]["std"]))
+        if "contrast" in stages:
+            contrast = _abs_gaussian(kernel_size, params["contrast"]["std"])
         out = _filter(images[..., 0], bank, pad_mode)  # each (N, n, H, W)
         y = out[0]
         if "luminance" in stages:

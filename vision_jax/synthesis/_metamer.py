@@ -46,7 +46,9 @@ class MetamerResult(NamedTuple):
 def range_penalty(x, allowed_range=(0.0, 1.0)) -> jax.Array:
     """``sum(min(x - lo, 0)^2 + max(x - hi, 0)^2)`` (a sum, as in plenoptic)."""
     lo, hi = allowed_range
-    return jnp.sum(jnp.minimum(x - lo, 0) ** 2 + jnp.maximum(x - hi, 0) ** 2)
+    below, above = jnp.minimum(x - lo, 0).ravel(), jnp.maximum(x - hi, 0).ravel()
+    # two dot products: on CPU a reduction of this fused expression cost ~1 ms per 256x256 image
+    return jnp.dot(below, below) + jnp.dot(above, above)
 
 
 class _AmsgradState(NamedTuple):
@@ -127,7 +129,18 @@ def descent_chunk(loss_fn, optimizer, stop_iters_to_check, stop_criterion, store
 
         return lax.while_loop(cond, body, s)
 
-    return jax.jit(jax.vmap(one_chunk, in_axes=(0, 0, None)))
+    batched = jax.jit(jax.vmap(one_chunk, in_axes=(0, 0, None)))
+
+    @jax.jit
+    def single(s, rep, end):  # a batch of one runs unbatched: a vmapped loop selects every carry per step
+        first = lambda t: jax.tree.map(lambda a: a[0], t)  # noqa: E731
+        out = one_chunk(first(s), first(rep), end)
+        return jax.tree.map(lambda a: a[None], out)
+
+    def run(s: MetamerState, rep, end):
+        return (single if s.image.shape[0] == 1 else batched)(s, rep, end)
+
+    return run
 
 
 def check_descent_arguments(max_iter, stop_iters_to_check, chunk_size, stop_criterion, penalty_lambda, allowed_range,
