@@ -4,7 +4,8 @@ python benchmarks/bench_synthesis.py [--iters 200] [--rounds 2] [--eigen-size 64
 Metamers: plenoptic's einstein (256x256), pretrained CenterSurround / LuminanceGainControl with
 31x31 kernels and reflect padding, Adam(0.01, amsgrad), a fixed number of iterations from the same
 initial image; plenoptic and vision_jax alternate for ``--rounds`` rounds in this process (best
-run of each; vision_jax compiled beforehand, three runs per round). Both run single-threaded.
+run of each; vision_jax compiled beforehand, three runs per round). Both run single-threaded
+(``--threads 2``: two threads each).
 Eigendistortions (top + bottom) on einstein downsampled to ``--eigen-size``: plenoptic's power
 method vs vision_jax's Lanczos (at most 800 steps; its first call, which compiles, then
 plenoptic, then warm calls). Up to 64x64 both run in float64 and are checked against the exact
@@ -14,16 +15,19 @@ Needs the reference extra: pip install torch==2.13.0 && pip install -e ".[refere
 """
 import argparse
 import os
+import sys
 import time
 import warnings
 
 from _timing import pin_threads, print_table
 
-pin_threads(1)
+# The same number of threads on both sides (--threads, default 1: a fair comparison, and steadier
+# on a shared machine, where a two-thread XLA op waits for both threads). Read before JAX starts.
+THREADS = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 1
+pin_threads(THREADS)
 os.environ.setdefault("TQDM_DISABLE", "1")  # plenoptic's progress bars
-# One thread on both sides, as torch.set_num_threads(1) below (set XLA_FLAGS to override): a fair
-# comparison, and steadier on a shared machine, where a two-thread XLA op waits for both threads.
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+if THREADS == 1:
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -33,7 +37,7 @@ import torch  # noqa: E402
 
 from vision_jax import models, synthesis  # noqa: E402
 
-torch.set_num_threads(1)
+torch.set_num_threads(THREADS)
 
 
 def po_model(name):
@@ -164,8 +168,8 @@ def residual_certificate(ours, x):
 
 
 def print_metamers(args):
-    print(f"metamers, einstein 256x256, 31x31 kernels, reflect padding, {args.iters} iterations (float32, CPU; "
-          f"best of {args.rounds} alternating rounds)")
+    print(f"metamers, einstein 256x256, 31x31 kernels, reflect padding, {args.iters} iterations (float32, CPU, "
+          f"{args.threads} thread(s) each; best of {args.rounds} alternating rounds)")
     print_table(["model", "plenoptic it/s", "vision_jax it/s", "speed-up", "plenoptic final loss", "vision_jax final loss"],
                 metamer_rows(args.iters, args.rounds))
 
@@ -176,6 +180,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2, help="alternating timing rounds of the metamers")
     parser.add_argument("--eigen-size", type=int, default=64)
     parser.add_argument("--skip-metamers", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="threads of each side (torch and XLA; all cores for XLA when > 1)")
     args = parser.parse_args()
     if not args.skip_metamers:
         print_metamers(args)
