@@ -4,8 +4,9 @@ python benchmarks/bench_synthesis.py [--iters 200] [--rounds 2] [--eigen-size 64
 Metamers: plenoptic's einstein (256x256), pretrained CenterSurround / LuminanceGainControl with
 31x31 kernels and reflect padding, Adam(0.01, amsgrad), a fixed number of iterations from the same
 initial image; plenoptic and vision_jax alternate for ``--rounds`` rounds in this process (best
-run of each; vision_jax compiled beforehand, three runs per round). Both run single-threaded
-(``--threads 2``: two threads each).
+run of each; vision_jax compiled beforehand, three runs per round). torch runs one thread and
+XLA's Eigen operations one thread (``--threads 2``: two each); XLA may still split large fused
+loops over the cores, so for a strict one-core comparison run the script under ``taskset -c 0``.
 Eigendistortions (top + bottom) on einstein downsampled to ``--eigen-size``: plenoptic's power
 method vs vision_jax's Lanczos (at most 800 steps; its first call, which compiles, then
 plenoptic, then warm calls). Up to 64x64 both run in float64 and are checked against the exact
@@ -27,7 +28,7 @@ THREADS = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.a
 pin_threads(THREADS)
 os.environ.setdefault("TQDM_DISABLE", "1")  # plenoptic's progress bars
 if THREADS == 1:
-    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
