@@ -92,11 +92,16 @@ class BatchStatistics(NamedTuple):
 def _batch_p_cum(codes: jax.Array, C, nb_quant: int) -> jax.Array:
     """Cumulative histogram ``(N, nb_quant)`` of ``1 - exp(-relu(a) / C)`` per atom, zeros included."""
     K, N = codes.shape
-    r = 1 - jnp.exp(-jnp.maximum(codes, 0) / C)
     n_bins = nb_quant - 1
-    bins = jnp.clip(jnp.floor(r * n_bins).astype(jnp.int32), 0, n_bins - 1)  # last bin closed
+    bins = _bins(codes, C, n_bins)
     hist = jnp.zeros((N, n_bins), codes.dtype).at[jnp.arange(N)[None, :], bins].add(1.0) / K
     return _cumulative(hist)
+
+
+def _bins(a, C, n_bins: int):
+    """Histogram bin of ``1 - exp(-relu(a) / C)`` among ``n_bins`` equal bins of [0, 1] (the last one closed)."""
+    r = 1 - jnp.exp(-jnp.maximum(a, 0) / C)
+    return jnp.clip(jnp.floor(r * n_bins).astype(jnp.int32), 0, n_bins - 1)
 
 
 def _cumulative(hist):
@@ -132,8 +137,7 @@ def entry_statistics(idx: jax.Array, coef: jax.Array, n_atoms: int, C, nb_quant:
 
     count = per_atom(nonzero.astype(dtype))
     n_bins = nb_quant - 1
-    r = 1 - jnp.exp(-jnp.maximum(value, 0) / C)
-    bins = jnp.clip(jnp.floor(r * n_bins).astype(jnp.int32), 0, n_bins - 1)
+    bins = _bins(value, C, n_bins)
     hist = jnp.zeros((n_atoms * n_bins,), dtype).at[flat * n_bins + bins.reshape(-1)].add(nonzero.astype(dtype).reshape(-1))
     hist = hist.reshape(n_atoms, n_bins).at[:, 0].add(K - count)  # the zeros of the dense codes
     return BatchStatistics(p=count / K, p_cum=_cumulative(hist / K), power=per_atom(value**2) / K,

@@ -183,6 +183,14 @@ def _mv(a, x):
     return jnp.sum(a * x[None, :], axis=1)
 
 
+def _sum_k(x, weights):
+    """``sum_i weights[i] * x[i]`` over the (few) rows of ``x``, as elementwise operations."""
+    out = weights[0] * x[0]
+    for i in range(1, x.shape[0]):
+        out = out + weights[i] * x[i]
+    return out
+
+
 def _take(a, idx, axis: int):
     """``a`` at the (few, static count) indices ``idx`` along ``axis``: slices, not a gather (slow on CPU)."""
     return jnp.stack([lax.dynamic_index_in_dim(a, i, axis, keepdims=False) for i in idx], axis=axis)
@@ -223,33 +231,45 @@ def _set_rows_vmap(axis_size, in_batched, a, idx, values):
     return jax.vmap(lambda a, i, v: a.at[i].set(v, unique_indices=True))(a, idx, values), True
 
 
+def _sparse_update(sw, v, vals, idx, xi, prec):
+    """The sparse layer's update of its ``k`` winning rows ``idx`` (responses ``vals``) for the frame ``v``.
+
+    Returns the new ``sw``, its new winning rows ``(k, M)`` and the reconstruction error ``e`` ``(M,)``.
+    """
+    rows = _rows(sw, idx)  # (k, M)
+    r = _mv(rows.T, vals)
+    e = v - r
+    rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
+    return _set_rows(sw, idx, rows), rows, e
+
+
+def _invariant_update(w, g, y, idx, s_w, t, alpha, leta, seta, c, prec, renorm_every: int | None):
+    """The invariant layer's step on the ``k`` winning columns ``idx`` (code values ``s_w``); silent
+    columns decay through the row scale ``g``. Returns the new ``(w, g, y)``."""
+    cols = _rows(w, idx) * g[None, :]  # (k, I): the winning columns of iw, dense
+    y = y + alpha * (_sum_k(cols, s_w) - y)
+    q_w = _mv(cols, y)
+    zeta = jnp.where(s_w > 0, leta, seta)
+    new_cols = cols * (1 + y[None, :] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[:, None])
+    g = g * (1 - seta * y)
+    w = _set_rows(w, idx, new_cols / g[None, :])
+    if renorm_every is not None:
+        # iw <- c iw / rowsum(iw) is g <- c / rowsum(w): only the row scale changes
+        g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=0), lambda: g)
+    return w, g, y
+
+
 def _step(carry: Carry, v, t, p, hyper, k: int, renorm_every: int | None, fold_every: int | None):
     """One step; ``t`` is the step within the epoch (not batched under vmap), ``p`` is ``sw v`` (or None)."""
     dtype = v.dtype
     xi, alpha, leta, seta, c, prec = (jnp.asarray(h, dtype) for h in hyper)
     sw, w, g, y, _ = carry
-    # sparse layer: k winners
     if p is None:
         p = sw @ v
     vals, idx = _top_k(p, k)
-    rows = _rows(sw, idx)  # (k, M)
-    r = _mv(rows.T, vals)
-    e = v - r
-    rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
-    sw = _set_rows(sw, idx, rows)
+    sw, rows, e = _sparse_update(sw, v, vals, idx, xi, prec)
     s_w = vals / jnp.sum(rows, axis=1)  # the k non-zero entries of s
-    # invariant layer on the k winning columns; silent columns through the row scale g
-    cols = _rows(w, idx) * g[None, :]  # (k, I): the winning columns of iw, dense
-    y = y + alpha * (jnp.sum(cols * s_w[:, None], axis=0) - y)
-    q_w = _mv(cols, y)
-    decay = 1 - seta * y
-    zeta = jnp.where(s_w > 0, leta, seta)
-    new_cols = cols * (1 + y[None, :] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[:, None])
-    g = g * decay
-    w = _set_rows(w, idx, new_cols / g[None, :])
-    if renorm_every is not None:
-        # iw <- c iw / rowsum(iw) is g <- c / rowsum(w): only the row scale changes
-        g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=0), lambda: g)
+    w, g, y = _invariant_update(w, g, y, idx, s_w, t, alpha, leta, seta, c, prec, renorm_every)
     carry = Carry(sw, w, g, y, carry.t + 1)
     if fold_every is not None:
         carry = _fold_if(carry, (t + 1) % fold_every == 0)
@@ -263,14 +283,6 @@ def step(carry: Carry, v: jax.Array, hyper: InvarianceHyper, *, k: int, renorm_e
 
 BLOCK = 32  # frames whose responses ``sw v`` are computed together (larger pays under vmap: 8 weight sets read once per block)
 UNROLL = 2  # steps per iteration of the compiled loop inside a block
-
-
-def _sum_k(x, weights):
-    """``sum_i weights[i] * x[i]`` over the (few) rows of ``x``, as elementwise operations."""
-    out = weights[0] * x[0]
-    for i in range(1, x.shape[0]):
-        out = out + weights[i] * x[i]
-    return out
 
 
 def _block_step(state, xs, hyper, k, renorm_every, n, grid):
@@ -287,24 +299,12 @@ def _block_step(state, xs, hyper, k, renorm_every, n, grid):
     xi, alpha, leta, seta, c, prec = (jnp.asarray(h, dtype) for h in hyper)
     p = lax.dynamic_index_in_dim(pt, j, 1, keepdims=False).reshape(grid)  # sw v with the current sw
     vals, idx = _top_k_2d(p, k, n)
-    rows = _rows(sw, idx)  # (k, M)
-    r = _mv(rows.T, vals)
-    e = v - r
-    rows = rows + xi * rows * (vals[:, None] * (e / jnp.maximum(r, prec))[None, :])
-    sw = _set_rows(sw, idx, rows)
+    sw, rows, e = _sparse_update(sw, v, vals, idx, xi, prec)
     acc_e = acc_e + e * e
     prod = rows @ fbx.T  # (k, block + 1): the new rows' responses to the block's frames, and their sums
     s_w = vals / prod[:, -1]  # the k non-zero entries of s
     pt = _set_rows(pt, idx, prod[:, :-1])
-    cols = _rows(w, idx) * g[None, :]  # (k, I): the winning columns of iw, dense
-    y = y + alpha * (_sum_k(cols, s_w) - y)
-    q_w = jnp.sum(cols * y[None, :], axis=1)
-    zeta = jnp.where(s_w > 0, leta, seta)
-    new_cols = cols * (1 + y[None, :] * (zeta * (s_w - q_w) / jnp.maximum(q_w, prec))[:, None])
-    g = g * (1 - seta * y)
-    w = _set_rows(w, idx, new_cols / g[None, :])
-    if renorm_every is not None:
-        g = lax.cond(t % renorm_every == 0, lambda: c / jnp.sum(w, axis=0), lambda: g)
+    w, g, y = _invariant_update(w, g, y, idx, s_w, t, alpha, leta, seta, c, prec, renorm_every)
     return (sw, w, g, y, pt, acc_e, acc_y + y), None
 
 

@@ -139,8 +139,8 @@ def _lanczos(fv, n, m, key, dtype, n_vec, tol, check_every):
     the eigenvalues, so ``0 <= lambda_i <= theta_i`` and ``|theta_i - lambda_i| <= tol * lambda_max``.
     ``n_vec`` is a pair (bottom, top) of how many Ritz pairs to form at each end.
 
-    Returns ascending Ritz values ``(nb + nt,)``, their vectors ``(n, nb + nt)``, relative
-    residuals, the number of steps, and the convergence flags (bottom, top).
+    Returns ascending Ritz values ``(nb + nt,)``, their vectors ``(n, nb + nt)``, the number of
+    steps, and the convergence flags (bottom, top).
     """
     eps = jnp.finfo(dtype).eps
     tiny = jnp.finfo(dtype).tiny
@@ -160,13 +160,16 @@ def _lanczos(fv, n, m, key, dtype, n_vec, tol, check_every):
 
         return u - lax.fori_loop(0, j // _BLOCK + 1, block, jnp.zeros_like(u))
 
+    def flags(theta, last, b):
+        """(bottom, top) converged: relative Ritz residuals ``|b last| / theta_max <= tol`` (``b`` the
+        last beta), or a bottom value ``<= tol * theta_max``."""
+        scale = jnp.maximum(theta[-1], tiny)
+        res = jnp.abs(b * last) / scale
+        return jnp.stack([jnp.all((res[:nb] <= tol) | (theta[:nb] <= tol * scale)), jnp.all(res[nb:] <= tol)])
+
     def converged(alpha, beta, j):
         theta, last, _ = _ends(alpha, beta, j, n_vec, False)
-        scale = jnp.maximum(theta[-1], tiny)
-        res = jnp.abs(beta[j - 1] * last) / scale
-        ok_bot = jnp.all((res[:nb] <= tol) | (theta[:nb] <= tol * scale))
-        ok_top = jnp.all(res[nb:] <= tol)
-        return jnp.stack([ok_bot, ok_top])
+        return flags(theta, last, beta[j - 1])
 
     def cond(c):
         j, ok = c[0], c[-1]
@@ -215,11 +218,8 @@ def _lanczos(fv, n, m, key, dtype, n_vec, tol, check_every):
             jnp.asarray(False), jnp.asarray(0, jnp.int32), jnp.asarray(0.0, dtype), jnp.zeros((2,), bool))
     j, Q, alpha, beta, *_ = lax.while_loop(cond, body, init)
     theta, last, S = _ends(alpha, beta, j, n_vec, True)
-    scale = jnp.maximum(theta[-1], tiny)
-    res = jnp.abs(beta[j - 1] * last) / scale
-    # Lucky breakdown (an invariant subspace): beta_j = 0 and every pair is exact.
-    ok = jnp.stack([jnp.all((res[:nb] <= tol) | (theta[:nb] <= tol * scale)), jnp.all(res[nb:] <= tol)])
-    return theta, Q[:m].T @ S, res, j, ok
+    # (a lucky breakdown, an invariant subspace, has beta_j = 0: every pair is exact)
+    return theta, Q[:m].T @ S, j, flags(theta, last, beta[j - 1])
 
 
 def _randomized(fv, n, k, key, n_power, dtype):
@@ -335,7 +335,7 @@ def _compiled(model_fn, method, shape, dtype_name, k, m, tol):
             lam = jnp.concatenate([lam_top[order_t], lam_bot[order_b]])
             vecs = jnp.concatenate([v_top[:, order_t], v_bot[:, order_b]], axis=1)
             return lam, unit(vecs), jnp.stack([it_top, it_bot]), jnp.stack([ok_top, ok_bot])
-        theta, ritz, _, steps, ok = _lanczos(fv, n, m, k_top, dtype, (k, k), tol, _CHECK_EVERY)
+        theta, ritz, steps, ok = _lanczos(fv, n, m, k_top, dtype, (k, k), tol, _CHECK_EVERY)
         # theta, ritz: the k smallest (ascending) then the k largest (ascending)
         lam = jnp.concatenate([theta[::-1][:k], theta[:k][::-1]])
         vecs = jnp.concatenate([ritz[:, ::-1][:, :k], ritz[:, :k][:, ::-1]], axis=1)
