@@ -15,7 +15,10 @@ The grid is either a dict of lists (expanded to their Cartesian product, the fir
 slowest) or a pytree of arrays with a common leading axis (one configuration per row). String
 values (e.g. a method name) are *static*: the sweep compiles once per static combination and
 vmaps over the numeric rest. Seed ``i`` uses the same key in every configuration (common random
-numbers), so configurations are compared on the same draws.
+numbers), so configurations are compared on the same draws. Without ``devices`` or
+``batch_size``, seeds are vmapped outside configurations: whatever ``fn`` computes from the key
+alone (initial weights, a random dictionary and its products with fixed data) is computed once
+per seed and shared by every configuration, not once per run.
 
 Sharding: ``devices="all"`` (or a 1-D :class:`jax.sharding.Mesh`) splits the flattened sweep
 axis over devices, padding it to a multiple of the device count and dropping the padding from
@@ -183,9 +186,13 @@ def _pad_rows(tree, n_pad: int):
 
 
 @lru_cache(maxsize=64)
-def _compiled(fn, static: tuple, batch_size, sharding):
-    """One jitted, vmapped runner per (function, static values, batch size, sharding).
+def _compiled(fn, static: tuple, batch_size, sharding, nested: bool = False):
+    """One jitted runner per (function, static values, batch size, sharding, layout).
 
+    ``nested``: the runner takes ``(seed_keys (S,), hypers (C, ...))`` and vmaps over seeds
+    outside configurations, so that work depending on the key alone (initial weights, products
+    with them) is computed once per seed instead of once per configuration; its outputs have
+    leading axes ``(S, C)``. Otherwise it takes flat ``(keys, hypers)`` of one row per run.
     Cached, so a sweep called again with the same function and static values (with other numeric
     values, keys or seeds of the same shapes) reuses the compiled program.
     """
@@ -194,12 +201,27 @@ def _compiled(fn, static: tuple, batch_size, sharding):
     def one(k, h):
         return fn(k, {**h, **static_dict})
 
-    if batch_size is not None:
+    if nested:
+        run = jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))
+    elif batch_size is not None:
         def run(k, h):
             return jax.lax.map(lambda kh: one(*kh), (k, h), batch_size=batch_size)
     else:
         run = jax.vmap(one)
     return jax.jit(run) if sharding is None else jax.jit(run, out_shardings=sharding)
+
+
+def _run_group(fn, static: tuple, seed_keys, numeric: dict, n_rows: int, *, batch_size, mesh):
+    """Run ``fn`` for every (configuration row of ``numeric``, seed); host numpy leaves of leading
+    size ``n_rows * n_seeds``, configuration-major."""
+    n_seeds = seed_keys.shape[0]
+    if mesh is None and batch_size is None and numeric:
+        hypers = {k: jnp.asarray(v) for k, v in numeric.items()}
+        out = _compiled(fn, static, None, None, nested=True)(seed_keys, hypers)
+        return jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1).reshape((n_rows * n_seeds,) + x.shape[2:]), out)
+    hypers = {k: jnp.asarray(np.repeat(v, n_seeds, axis=0)) for k, v in numeric.items()}
+    keys = seed_keys[np.tile(np.arange(n_seeds), n_rows)]
+    return _run_flat(fn, static, keys, hypers, batch_size=batch_size, mesh=mesh)
 
 
 def _run_flat(fn, static: tuple, keys, hypers, *, batch_size, mesh):
@@ -303,9 +325,8 @@ def sweep(
     pieces, index = [], []
     for static_values, rows in groups.items():
         rows_a = np.asarray(rows)
-        numeric = {k: jnp.asarray(np.repeat(v[rows_a], n_seeds, axis=0)) for k, v in g.numeric.items()}
-        keys = seed_keys[np.tile(np.arange(n_seeds), len(rows))]
-        pieces.append(_run_flat(fn, tuple(zip(g.static, static_values)), keys, numeric, batch_size=batch_size, mesh=mesh))
+        numeric = {k: v[rows_a] for k, v in g.numeric.items()}
+        pieces.append(_run_group(fn, tuple(zip(g.static, static_values)), seed_keys, numeric, len(rows), batch_size=batch_size, mesh=mesh))
         index.append(np.concatenate([np.arange(r * n_seeds, (r + 1) * n_seeds) for r in rows]))
     order = np.argsort(np.concatenate(index))
     outputs = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0)[order], *pieces)
