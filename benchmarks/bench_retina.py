@@ -104,7 +104,7 @@ def time_stream(params, T, H, W, chunk):
     return T / (time.perf_counter() - start), peak_rss_mb() - rss0, float(counts.sum())
 
 
-def try_convis():
+def try_convis(torch_threads: int = 1):
     try:
         import collections
         import collections.abc
@@ -114,7 +114,7 @@ def try_convis():
         np.math = math  # removed in numpy 2
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(torch_threads)
         import convis  # noqa: F401
         import convis.numerical_filters as nf
 
@@ -169,11 +169,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="reference sizes and a 100,000-frame stream")
     parser.add_argument("--no-convis", action="store_true", help="skip convis even if installed")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch threads for convis (default 1, as in the reference figures); "
+                             "JAX uses every core the process may run on: pin the process (taskset) for one core each")
     args = parser.parse_args()
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {jax.device_count()} device(s)")
     params = retina.preset("convis")
     sizes = [(1000, 50, 50), (2000, 100, 100)] if args.full else [(1000, 50, 50), (500, 100, 100)]
-    convis, torch = (None, None) if args.no_convis else try_convis()
+    convis, torch = (None, None) if args.no_convis else try_convis(args.torch_threads)
     rounds = 3
     rows = []
     for T, H, W in sizes:

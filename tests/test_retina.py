@@ -14,7 +14,7 @@ from jax.test_util import check_grads
 
 from vision_jax import retina
 from vision_jax.data import stimuli
-from vision_jax.retina._model import _normals
+from vision_jax.retina._model import _lif_step, _normals
 
 # ------------------------------------------------------------------------------------------
 # Plain-numpy transcription of Virtual Retina's order of evaluation: at every step all stage
@@ -309,6 +309,26 @@ def test_lif_rate_and_simulated_spikes(dt, key):
     np.testing.assert_allclose(rates[-1, 0, 0], expected, rtol=1e-3)  # retina.lif_rate of the designed currents
     np.testing.assert_allclose(spikes[settle:, 0, 0].sum(0) / seconds, expected, rtol=0.01)
     assert spikes[:, 1].sum() == 0  # OFF input N(-V) < g_L: silent
+
+
+def test_lif_step_equals_event_driven_numpy(x64):
+    """One step of the exact LIF from mixed states (free, refractory past or into the step), float64."""
+    rng = np.random.default_rng(3)
+    n, dt = 4000, 0.002
+    fields = {"leak": 50.0, "refr_mean": 0.003}
+    p = retina.preset("convis", refr_sd=0.0, noise_sigma=0.0, **fields)
+    current = rng.uniform(0.0, 800.0, n)
+    voltage = rng.uniform(0.0, 0.999, n)
+    refr_left = np.where(rng.random(n) < 0.3, rng.uniform(0.0, 2.5 * dt, n), 0.0)
+    voltage = np.where(refr_left > 0, 0.0, voltage)  # the potential is held at 0 while refractory
+    step = jax.jit(lambda c, v, r: _lif_step(jax.tree.map(jnp.asarray, p), c, v, r, None, None, dt))
+    spike, v_new, r_new = step(current, voltage, np.exp(fields["leak"] * refr_left))
+    spike_np, v_np, refr_np = np_lif(current, voltage, refr_left, fields, dt)
+    state = retina.RetinaState(*([None] * 11), r_new, None, None)
+    assert 200 < spike_np.sum() < n - 200
+    np.testing.assert_array_equal(np.asarray(spike), spike_np.astype(bool))
+    np.testing.assert_allclose(np.asarray(v_new), v_np, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(retina.refractory_time(state, p)), refr_np, rtol=1e-9, atol=1e-12)
 
 
 def _chunk_params(**overrides):

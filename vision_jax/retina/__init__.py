@@ -19,6 +19,7 @@ from vision_jax.retina._model import (
     lif_rate,
     preset,
     rectification,
+    refractory_time,
     run,
     step,
 )
@@ -29,5 +30,5 @@ from vision_jax.retina._xml import read_xml
 
 __all__ = ["FitResult", "MultistartResult", "fit_function", "multistart_fit", "MIN_SIGMA_PIXELS", "PARAM_FIELDS", "PRESETS", "RetinaConfig", "RetinaOutput", "RetinaParams", "RetinaState",
            "blur_radii", "cgc_steady_state", "check_params", "drifting_grating", "fit", "flashed_spot", "full_field_step",
-           "init_state", "lif_rate", "load_movie", "moving_bar", "preset", "read_xml", "rectification", "run", "run_chunked",
+           "init_state", "lif_rate", "load_movie", "moving_bar", "preset", "read_xml", "rectification", "refractory_time", "run", "run_chunked",
            "step", "stream"]

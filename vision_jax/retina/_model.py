@@ -15,6 +15,8 @@ Per frame ``L_k`` (luminance), with ``e(tau) = exp(-dt / tau)`` and every first-
 4. Spiking. Leaky integrate-and-fire ``dV/dt = I_G + eta - g_L V``, threshold 1, reset 0,
    refractory ``refr_mean + refr_sd N(0, 1)`` (clipped at 0), integrated exactly within each step
    (spike time, refractory end and restart inside the step; at most one spike per cell and step).
+   The state keeps ``exp(g_L r)`` for the refractory time ``r`` left, so that a step needs no
+   logarithm or exponential of the state (``refractory_time`` converts it to seconds).
    The noise current ``eta = sigma_V sqrt(2 g_L / dt) N(0, 1)`` is held over a step; its draws come
    from a counter-based hash of (bits of the state's key, frame index, cell) through Box-Muller.
    ``rates`` are the noise-free LIF rates ``1 / (refr_mean + ln(I / (I - g_L)) / g_L)`` (0 for
@@ -44,7 +46,7 @@ from vision_jax import filters
 from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_positive, is_traced
 
 __all__ = ["RetinaConfig", "RetinaParams", "RetinaState", "RetinaOutput", "PRESETS", "preset", "init_state", "step",
-           "run", "blur_radii", "rectification", "lif_rate", "cgc_steady_state", "MIN_SIGMA_PIXELS"]
+           "run", "blur_radii", "rectification", "lif_rate", "cgc_steady_state", "refractory_time", "MIN_SIGMA_PIXELS"]
 
 # A Gaussian narrower than this (in pixels) is not resolved by the grid: raise instead of silently not blurring.
 MIN_SIGMA_PIXELS = 0.1
@@ -122,7 +124,7 @@ class RetinaState(NamedTuple):
     transient: jax.Array  # V_trs
     current: jax.Array  # (2, H, W) ganglion input I_G, ON and OFF, Hz
     voltage: jax.Array  # (2, H, W) LIF membrane potentials
-    refractory: jax.Array  # (2, H, W) s of refractory period left
+    refractory: jax.Array  # (2, H, W) exp(leak * s of refractory period left): 1 when not refractory (refractory_time())
     key: jax.Array  # the noise of frame k is a hash of (bits drawn from key, k, cell)
     frame: jax.Array  # int32 index of the next frame
 
@@ -383,7 +385,7 @@ def _init_arrays(p: RetinaParams, key, luminance, shape, dtype) -> RetinaState:
         transient=full(v_trs),
         current=jnp.broadcast_to(current[:, None, None], (2, H, W)),
         voltage=_uniforms(_seed(key), 0, _VOLTAGE_STREAM, (2, H, W), dtype),
-        refractory=jnp.zeros((2, H, W), dtype),
+        refractory=jnp.ones((2, H, W), dtype),
         key=key,
         frame=jnp.zeros((), jnp.int32),
     )
@@ -396,27 +398,36 @@ def _decay(tau, dt):
 def _lif_step(p: RetinaParams, current, voltage, refractory, noise, jitter, dt):
     """Exact LIF integration over one step with the current held; at most one spike per cell.
 
+    ``refractory`` is ``exp(g_L r)`` for ``r`` seconds of refractory period left (1: not
+    refractory). In that form the step needs no transcendental function of the state: the decay
+    over the free part ``dt - r`` of the step is ``exp(-g_L dt) exp(g_L r)``, and the time left
+    after a spike at ``t_s`` (``exp(g_L t_s)`` is a ratio of potentials) is a product of
+    exponentials too.
     ``noise`` and ``jitter`` are standard normal draws ``(2, H, W)`` (or None for none).
     """
     g = p.leak
     e_inf = current / g if noise is None else (current + p.noise_sigma * jnp.sqrt(2 * g / dt) * noise) / g
-    free = jnp.maximum(dt - refractory, 0.0)  # time of this step outside the refractory period
-    v_start = jnp.where(refractory > 0, 0.0, voltage)
-    decay = jnp.exp(-g * free)
+    e_dt = jnp.exp(-g * dt)
+    held = refractory * e_dt  # exp(g (r - dt)): < 1 when part of the step is free
+    decay = jnp.minimum(held, 1.0)  # exp(-g free), free = max(dt - r, 0)
+    v_start = jnp.where(refractory > 1, 0.0, voltage)
     v_end = (v_start - e_inf) * decay + e_inf
-    spike = (v_end >= 1.0) & (free > 0)
+    spike = (v_end >= 1.0) & (held < 1)
     ratio = jnp.where(spike & (v_start < 1), (e_inf - v_start) / jnp.where(spike, e_inf - 1, 1.0), 1.0)
-    ratio = jnp.maximum(ratio, 1.0)  # exp(g t_spike)
-    t_spike = jnp.log(ratio) / g
-    remaining = jnp.maximum(free - t_spike, 0.0)
+    ratio = jnp.maximum(ratio, 1.0)  # exp(g t_spike), t_spike from the start of the free part
     refr = p.refr_mean if jitter is None else jnp.maximum(p.refr_mean + p.refr_sd * jitter, 0.0)
-    after = remaining - refr
-    # restart after the refractory period: exp(-g after) = decay * exp(g t_spike) * exp(g refr) = decay * ratio * exp(g refr)
-    restart = decay * ratio * jnp.exp(g * refr)
-    v_after = jnp.where(after > 0, e_inf * (1 - restart), 0.0)
+    # exp(-g (time from the spike to the end of the step)) = decay * ratio; times exp(g refr):
+    # restart = exp(g (refractory time left at the end of the step)), < 1 when it ended within the step
+    restart = jnp.minimum(decay * ratio, 1.0) * jnp.exp(g * refr)
+    v_after = jnp.where(restart < 1, e_inf * (1 - restart), 0.0)
     voltage = jnp.where(spike, v_after, v_end)
-    refractory = jnp.where(spike, jnp.maximum(-after, 0.0), jnp.maximum(refractory - dt, 0.0))
+    refractory = jnp.maximum(jnp.where(spike, restart, held), 1.0)
     return spike, voltage, refractory
+
+
+def refractory_time(state: "RetinaState", params: RetinaParams) -> jax.Array:
+    """Seconds of refractory period left per LIF unit ``(2, H, W)`` (the state keeps ``exp(g_L r)``)."""
+    return jnp.log(state.refractory) / params.leak
 
 
 _GOLDEN = 0x9E3779B9
