@@ -67,6 +67,27 @@ def test_same_seed_is_shared_across_configurations(plain):
     np.testing.assert_allclose(draws, np.broadcast_to(draws[:1], draws.shape), rtol=1e-5)
 
 
+def test_work_that_depends_on_the_key_alone_runs_once_per_seed():
+    calls = []
+
+    def expensive(x):  # a host callback stands in for costly work; it counts how often it runs
+        calls.append(np.shape(x))
+        return np.asarray(x) * 2
+
+    def with_shared_part(key, hyper):
+        x = jax.random.normal(key, (4,))
+        shared = jax.pure_callback(expensive, jax.ShapeDtypeStruct((4,), x.dtype), x, vmap_method="sequential")
+        return {"y": jnp.sum(shared) * hyper["a"]}
+
+    res = sw.sweep(with_shared_part, {"a": [1.0, 2.0, 3.0]}, key=jax.random.key(0), n_seeds=2)
+    assert len(calls) == 2, f"expected one call per seed (2), got {len(calls)}"
+    y = res.reshape()["y"]
+    np.testing.assert_allclose(y, y[:1] * np.array([1.0, 2.0, 3.0])[:, None], rtol=1e-6)
+    calls.clear()
+    sw.sweep(with_shared_part, {"a": [1.0, 2.0, 3.0]}, key=jax.random.key(0), n_seeds=2, batch_size=2)
+    assert len(calls) == 6  # batch_size vmaps the flat list of runs: nothing is shared
+
+
 def test_batch_size_bounds_memory_without_changing_results(plain):
     batched = sw.sweep(fn, GRID, key=jax.random.key(0), n_seeds=3, batch_size=4)
     np.testing.assert_allclose(batched.outputs["loss"], plain.outputs["loss"], rtol=1e-6)
