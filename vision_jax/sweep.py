@@ -293,7 +293,8 @@ def sweep(
       key: PRNG key; seed ``i`` uses ``jax.random.split(key, n_seeds)[i]`` in every configuration.
       n_seeds: seeds per configuration (>= 1).
       batch_size: if given, run at most this many combinations at once (``lax.map`` over slices
-        of the vmapped axis) to bound memory.
+        of the vmapped axis) to bound memory. Runs are then vmapped as one flat list, so work that
+        depends on the key alone is no longer shared between configurations (nor with ``devices``).
       devices: ``None`` (default device), ``"all"``, a list of devices or a 1-D ``Mesh`` whose
         single axis shards the flattened sweep axis.
 
