@@ -6,16 +6,17 @@ Two workloads, each a pure ``fn(key, hyper)`` run through :func:`vision_jax.swee
 
 - invariance: the multi-winner-take-all + invariant layer trained on 1,000 tapestry windows
   (900 x 400 sparse weights, 100 invariant units, k = 4) from initial weights drawn per seed;
-  it returns the final sparse error and the mean invariant output;
+  it returns the final sparse error and the mean invariant output; swept: the invariant layer's
+  rate ``leta`` for active units, or the sparse layer's rate ``xi``;
 - matching pursuit: 21 steps on 256 whitened patches (one small learning batch) over a
   324-atom dictionary drawn per seed; it returns the relative residual.
 
-Each is swept two ways, 8 runs each: 8 values of a hyperparameter with one seed (the invariant
-layer's rate ``leta`` for active units; the coefficient fraction ``alpha`` of MP), and one
-configuration with 8 seeds. Seeds are vmapped outside configurations, so with one seed the work
-that depends on the key alone is done once: the whole sparse layer of the invariance model
-(``leta`` only enters the invariant layer), the dictionary and its products with the patches in
-MP. With 8 seeds nothing is shared.
+Each is swept as 8 values of a hyperparameter with one seed (``leta`` or ``xi``; the coefficient
+fraction ``alpha`` of MP), and as one configuration with 8 seeds. Seeds are vmapped outside
+configurations, so with one seed the work that depends on the key alone is done once: the whole
+sparse layer of the invariance model when ``leta`` is swept (it only enters the invariant layer),
+the dictionary and its products with the patches in MP. A sweep of ``xi`` (it changes the sparse
+layer from the first step) and a sweep of seeds share nothing.
 
 For each, the table gives the best wall time (all variants timed round-robin in one process,
 best of 5 rounds) of one run; of the 8 runs in one sweep, all vmapped together, or
@@ -50,10 +51,12 @@ def invariance_workload(n_frames=1000):
 
     def fn(key, hyper):
         params = inv.init_params(key)
-        _, stats = inv.train(params, frames, inv.InvarianceHyper(leta=hyper["leta"]), k=4)
+        default = inv.InvarianceHyper()
+        rates = inv.InvarianceHyper(leta=hyper.get("leta", default.leta), xi=hyper.get("xi", default.xi))
+        _, stats = inv.train(params, frames, rates, k=4)
         return {"sparse_error": stats.sparse_error[-1], "invariant_output": stats.mean_invariant_output[-1]}
 
-    return fn, "leta", np.linspace(0.02, 0.09, 8)
+    return fn, {"leta": np.linspace(0.02, 0.09, 8), "xi": np.linspace(0.004, 0.012, 8)}
 
 
 def mp_workload(n_patches=256, n_atoms=324):
@@ -65,7 +68,7 @@ def mp_workload(n_patches=256, n_atoms=324):
         codes = sparse.matching_pursuit(patches, d, 21, alpha=hyper["alpha"])
         return {"residual": jnp.linalg.norm(patches - codes @ d) / jnp.linalg.norm(patches)}
 
-    return fn, "alpha", np.linspace(0.65, 1.0, 8)
+    return fn, {"alpha": np.linspace(0.65, 1.0, 8)}
 
 
 def measure(fn, grid, n_seeds, repeat):
@@ -103,10 +106,11 @@ def measure(fn, grid, n_seeds, repeat):
 
 def main():
     rows = []
-    for label, (fn, name, values) in (("invariance, 1,000 frames", invariance_workload()),
+    for label, (fn, swept_values) in (("invariance, 1,000 frames", invariance_workload()),
                                       ("matching pursuit, 256 patches", mp_workload())):
-        for swept, grid, n_seeds in ((f"8 x {name}, 1 seed", {name: [float(v) for v in values]}, 1),
-                                     ("1 config, 8 seeds", {name: [float(values[0])]}, 8)):
+        first = next(iter(swept_values))
+        sweeps = [(f"8 x {name}, 1 seed", {name: [float(v) for v in values]}, 1) for name, values in swept_values.items()]
+        for swept, grid, n_seeds in sweeps + [("1 config, 8 seeds", {first: [float(swept_values[first][0])]}, 8)]:
             t1, t8, t8_seq, tl = measure(fn, grid, n_seeds, repeat=5)
             best = min(t8, *t8_seq.values())
             rows.append([label, swept, f"{t1 * 1e3:.1f}", f"{t8 * 1e3:.1f}", f"{t8_seq[4] * 1e3:.1f}", f"{t8_seq[2] * 1e3:.1f}",
