@@ -356,6 +356,28 @@ def test_chunked_equals_one_shot_and_noise_follows_the_key(movie, key):
     assert np.any(np.asarray(other.spikes) != np.asarray(whole.spikes))
 
 
+def test_spikes_without_rates_and_their_straight_through_gradient(movie, key):
+    params = retina.preset("convis", **BASE)
+    state = retina.init_state(params, (10, 10), key=key)
+    _, both = retina.run(params, state, movie)
+    _, alone = retina.run(params, state, movie, rates=False)
+    assert alone.rates is None
+    np.testing.assert_array_equal(np.asarray(alone.spikes), np.asarray(both.spikes))
+    # spikes carry the gradient of rates * dt backward
+    radii = retina.blur_radii(params)
+
+    def total(p, which):
+        out = retina.run(p, state, movie[:10], spikes=True, radii=radii, rates=which == "rates")[1]
+        return jnp.sum(out.spikes) if which == "spikes" else jnp.sum(out.rates) * params.config.dt
+
+    g_spikes = jax.grad(total)(params, "spikes")
+    g_rates = jax.grad(total)(params, "rates")
+    for field in ("opl_amplification", "center_tau", "leak"):
+        np.testing.assert_allclose(getattr(g_spikes, field), getattr(g_rates, field), rtol=1e-5, err_msg=field)
+    with pytest.raises(ValueError, match="rates"):
+        retina.run(params, state, movie, spikes=False, rates=False)
+
+
 def test_steady_state_start_stays_put(key):
     params = _chunk_params(opl_weight=0.8)  # the compiled program of the test above
     state = retina.init_state(params, (10, 10), key=key, luminance=0.5)

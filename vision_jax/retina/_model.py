@@ -132,7 +132,7 @@ class RetinaState(NamedTuple):
 class RetinaOutput(NamedTuple):
     """Per-frame outputs, ``T`` frames; the stage maps only when ``run(..., stages=True)``."""
 
-    rates: jax.Array  # (T, 2, H, W) noise-free LIF rates, Hz (ON, OFF)
+    rates: jax.Array | None  # (T, 2, H, W) noise-free LIF rates, Hz (ON, OFF); None with run(..., rates=False)
     spikes: jax.Array | None = None  # (T, 2, H, W) 0/1 (straight-through gradient of rates * dt)
     opl: jax.Array | None = None  # (T, H, W) I_OPL
     bipolar: jax.Array | None = None  # (T, H, W) V_Bip
@@ -538,6 +538,20 @@ def step(params: RetinaParams, state: RetinaState, frame, *, radii: tuple, spike
     return _step(params, _kernels(params, radii), state, frame, noise, jitter, spikes)
 
 
+@jax.custom_jvp
+def _straight_through(value, surrogate):
+    """``value`` forward, the derivative of ``surrogate`` backward. As a custom rule rather than
+    ``value + surrogate - stop_gradient(surrogate)``, a forward run does not compute the surrogate
+    (the rates) unless they are an output."""
+    del surrogate
+    return value
+
+
+@_straight_through.defjvp
+def _straight_through_jvp(primals, tangents):
+    return primals[0], tangents[1]
+
+
 def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitter, spikes: bool):
     cfg = params.config
     p = params
@@ -596,8 +610,7 @@ def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitte
     if spikes:
         spike, voltage, refractory = _lif_step(lax.stop_gradient(p), lax.stop_gradient(x_i), state.voltage,
                                                state.refractory, noise, jitter, dt)
-        surrogate = rates * dt
-        spike_out = spike.astype(rates.dtype) + (surrogate - lax.stop_gradient(surrogate))
+        spike_out = _straight_through(spike.astype(rates.dtype), rates * dt)
     else:
         voltage, refractory, spike_out = state.voltage, state.refractory, None
     new = RetinaState(center, u_lp, u, s, i_opl, v, g_a, t_lp, v_trs, current, voltage, refractory, state.key,
@@ -605,22 +618,22 @@ def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitte
     return new, (rates, spike_out, i_opl, v, g_a, current)
 
 
-@partial(jax.jit, static_argnames=("radii", "spikes", "draws", "stages", "remat"))
-def _run(params, state, movie, radii, spikes, draws, stages, remat):
+@partial(jax.jit, static_argnames=("radii", "spikes", "draws", "stages", "remat", "rates"))
+def _run(params, state, movie, radii, spikes, draws, stages, remat, rates=True):
     kernels = _kernels(params, radii)
     shape, dtype = state.voltage.shape, state.voltage.dtype
     seed = _seed(state.key)
 
     def body(s, frame):
         noise, jitter = _draws(seed, s.frame, shape, dtype, draws)
-        return _step(params, kernels, s, frame, noise, jitter, spikes)
+        s, out = _step(params, kernels, s, frame, noise, jitter, spikes)
+        out = out if stages else out[:2]
+        return s, out if rates else (None,) + out[1:]
 
     if remat:
         body = jax.checkpoint(body)
-    state, (rates, spk, opl, bip, adap, cur) = lax.scan(body, state, movie)
-    if stages:
-        return state, RetinaOutput(rates, spk, opl, bip, adap, cur)
-    return state, RetinaOutput(rates, spk)
+    state, outputs = lax.scan(body, state, movie)
+    return state, RetinaOutput(*outputs)
 
 
 def _as_dtype(x, dtype):
@@ -632,7 +645,7 @@ def _as_dtype(x, dtype):
 
 
 def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True, stages: bool = False,
-        radii: tuple | None = None, remat: bool = False):
+        radii: tuple | None = None, remat: bool = False, rates: bool = True):
     """Run the retina over ``movie`` ``(T, H, W)`` (luminance, same units as ``luminosity_range``).
 
     Running a movie in chunks, passing the returned state on, gives the same outputs bit for bit
@@ -649,6 +662,8 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
         is a concrete 0 (it would blur zeros); pass ``radii`` to share one compiled program
         between such parameters and others.
       remat: recompute each step in the backward pass (``jax.checkpoint``) to save memory.
+      rates: also return the rates (``False``: ``out.rates`` is None, as in convis's spiking
+        output; spikes alone are less to compute and to store). Needs ``spikes`` or ``stages``.
 
     Returns:
       ``(state, RetinaOutput)``.
@@ -664,7 +679,9 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
         raise ValueError(f"state: has {state.center.shape[0]} centre poles, params.config needs {_n_poles(params.config)}; "
                          "build it with init_state(params, ...)")
     check_params(params)
+    if not (rates or spikes or stages):
+        raise ValueError("rates: with spikes=False and stages=False, rates=False leaves nothing to return")
     radii = _static_radii(params, blur_radii(params)) if radii is None else tuple(radii)
     draws = _static_draws(params, spikes)
     params = jax.tree.map(lambda x: _as_dtype(x, movie.dtype), params)
-    return _run(params, state, movie, tuple(radii), bool(spikes), draws, bool(stages), bool(remat))
+    return _run(params, state, movie, tuple(radii), bool(spikes), draws, bool(stages), bool(remat), bool(rates))
