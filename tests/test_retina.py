@@ -515,6 +515,8 @@ def test_xml_text_and_defaults():
          ["params.transient_tau", "positive"]),
         (lambda: retina.init_state(retina.preset("convis", dt=0.0), (4, 4), key=jax.random.key(0)), ValueError,
          ["config.dt", "positive"]),
+        (lambda: retina.init_state(retina.preset("convis", leak=500.0, refr_mean=0.2), (4, 4), key=jax.random.key(0)),
+         ValueError, ["params.refr_mean", "leak"]),
         (lambda: retina.blur_radii(retina.preset("convis", center_sigma=0.001)), ValueError,
          ["params.center_sigma", "pixels", "minimum"]),
         (lambda: retina.read_xml("<retina-description-file><retina>"), ValueError, ["source", "malformed"]),

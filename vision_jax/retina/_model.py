@@ -48,6 +48,8 @@ from vision_jax._checks import check_array, check_choice, check_int, check_nonne
 __all__ = ["RetinaConfig", "RetinaParams", "RetinaState", "RetinaOutput", "PRESETS", "preset", "init_state", "step",
            "run", "blur_radii", "rectification", "lif_rate", "cgc_steady_state", "refractory_time", "MIN_SIGMA_PIXELS"]
 
+# Bound on leak * refractory period: the LIF state keeps exp(leak * refractory time left).
+_MAX_LEAK_TIMES_REFRACTORY = 60.0
 # A Gaussian narrower than this (in pixels) is not resolved by the grid: raise instead of silently not blurring.
 MIN_SIGMA_PIXELS = 0.1
 # Below this width (pixels) a blur uses the 3-tap kernel [s^2/2, 1 - s^2, s^2/2] of exact variance s^2
@@ -216,6 +218,12 @@ def check_params(params: RetinaParams) -> None:
     for name in _SIGMAS + ("refr_mean", "refr_sd", "noise_sigma", "adaptation_amplification"):
         if (value := concrete(name)) is not None:
             check_nonnegative(f"params.{name}", value)
+    leak, refr_mean, refr_sd = concrete("leak"), concrete("refr_mean"), concrete("refr_sd")
+    if None not in (leak, refr_mean, refr_sd) and leak * (refr_mean + 6 * refr_sd) > _MAX_LEAK_TIMES_REFRACTORY:
+        # the LIF state keeps exp(leak * refractory time left): keep it far from float32 overflow
+        raise ValueError(f"params.refr_mean: leak * (refr_mean + 6 refr_sd) = {leak * (refr_mean + 6 * refr_sd):.3g} exceeds "
+                         f"{_MAX_LEAK_TIMES_REFRACTORY}; expected a refractory period of at most a few membrane time "
+                         f"constants (1 / leak = {1 / leak:.3g} s)")
 
 
 def blur_radii(params: RetinaParams) -> tuple:
