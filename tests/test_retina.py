@@ -324,7 +324,7 @@ def test_lif_step_equals_event_driven_numpy(x64):
     step = jax.jit(lambda c, v, r: _lif_step(jax.tree.map(jnp.asarray, p), c, v, r, None, None, dt))
     spike, v_new, r_new = step(current, voltage, np.exp(fields["leak"] * refr_left))
     spike_np, v_np, refr_np = np_lif(current, voltage, refr_left, fields, dt)
-    state = retina.RetinaState(*([None] * 11), r_new, None, None)
+    state = retina.RetinaState(**{**dict.fromkeys(retina.RetinaState._fields), "refractory": r_new})
     assert 200 < spike_np.sum() < n - 200
     np.testing.assert_array_equal(np.asarray(spike), spike_np.astype(bool))
     np.testing.assert_allclose(np.asarray(v_new), v_np, rtol=1e-9, atol=1e-12)
