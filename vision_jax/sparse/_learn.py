@@ -26,6 +26,7 @@ import optax
 from jax import lax
 
 from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_positive, check_probability
+from vision_jax._compile import jit_with_cpu_options
 from vision_jax.sparse._homeostasis import HEH, HomeostasisState, entry_statistics, init_state, method_index, p_cum_error, update_from_statistics
 from vision_jax.sparse._mp import encode, encode_entries, to_dense
 
@@ -215,8 +216,11 @@ def _vmapped_chunk(n_iter, n_steps, batch_size, optimizer, block_size, method, s
             out = chunk(jax.tree.map(lambda x: x[0], state), jax.tree.map(lambda x: x[0], config), patches, record_patches)
             return jax.tree.map(lambda x: x[None], out)
 
-        return jax.jit(one)
-    return jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None)))
+        fn = one
+    else:
+        fn = jax.vmap(chunk, in_axes=(0, 0, None, None))
+    # programs with the HEH lookup (it gathers) compile with wider vectors on CPU (see vision_jax._compile)
+    return jax.jit(fn) if heh is False else jit_with_cpu_options(fn)
 
 
 def learn_config(method, *, eta=0.02, eta_homeo=0.01, alpha_homeo=0.05, C=3.0, alpha_mp=0.95, beta1=0.99, beta2=0.99,

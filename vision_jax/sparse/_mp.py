@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from vision_jax._checks import check_array, check_int, check_positive
+from vision_jax._compile import jit_with_cpu_options
 
 __all__ = ["matching_pursuit", "encode", "encode_entries", "to_dense", "heh_quantile"]
 
@@ -126,6 +127,8 @@ def encode(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: 
 
 
 _matching_pursuit = jax.jit(encode, static_argnames=("n_steps", "heh", "block_size"))
+# the HEH lookup gathers: wider vectors help on CPU (see vision_jax._compile)
+_matching_pursuit_heh = jit_with_cpu_options(encode, static_argnames=("n_steps", "heh", "block_size"))
 
 
 def matching_pursuit(
@@ -179,5 +182,5 @@ def matching_pursuit(
     else:
         gain = jnp.ones((N,), x.dtype) if gain is None else check_array("gain", gain, shape=(N,)).astype(x.dtype)
         p_cum = jnp.zeros((N, 2), x.dtype)
-    codes = _matching_pursuit(x, dictionary, gain, p_cum, jnp.asarray(C, x.dtype), jnp.asarray(alpha, x.dtype), n_steps, heh, block_size)
+    codes = (_matching_pursuit_heh if heh else _matching_pursuit)(x, dictionary, gain, p_cum, jnp.asarray(C, x.dtype), jnp.asarray(alpha, x.dtype), n_steps, heh, block_size)
     return codes[0] if single else codes
