@@ -311,7 +311,9 @@ def _taps(sigma_px, radius: int):
 def _blur(x, taps, padding: str):
     """Separable blur of the last two axes: the padded maps through two 1-D convolutions (fast forward and backward).
 
-    The 3-tap kernel is a fused weighted sum of shifted slices instead (cheaper than a convolution call).
+    The 3-tap kernel ``(a, 1 - 2a, a)`` is a fused sum of shifted slices instead (cheaper than a
+    convolution call), written ``x + a (x_left + x_right - 2 x)`` so that the gradient of ``a`` sums
+    small second differences instead of cancelling two large sums.
     """
     if taps is None:
         return x
@@ -320,9 +322,11 @@ def _blur(x, taps, padding: str):
     if r == 1:
         H, W = shape[-2:]
         y = filters.pad2d(x, (1, 1), (0, 0), padding)
-        y = taps[0] * (y[..., :H, :] + y[..., 2:, :]) + taps[1] * y[..., 1:H + 1, :]
+        mid = y[..., 1:H + 1, :]
+        y = mid + taps[0] * (y[..., :H, :] + y[..., 2:, :] - 2 * mid)
         y = filters.pad2d(y, (0, 0), (1, 1), padding)
-        return taps[0] * (y[..., :W] + y[..., 2:]) + taps[1] * y[..., 1:W + 1]
+        mid = y[..., 1:W + 1]
+        return mid + taps[0] * (y[..., :W] + y[..., 2:] - 2 * mid)
     y = filters.pad2d(x.reshape((-1, 1) + shape[-2:]), (r, r), (r, r), padding)
     y = lax.conv_general_dilated(y, taps[:, None][None, None], (1, 1), "VALID")  # the taps are symmetric
     y = lax.conv_general_dilated(y, taps[None, :][None, None], (1, 1), "VALID")
