@@ -1,10 +1,10 @@
 """Compilation settings for the jitted entry points.
 
 On CPU, XLA's code generator prefers 256-bit vectors by default. Some programs run faster with
-512-bit vectors where the CPU has them (measured on a 2-core AVX-512 CPU, one process,
-alternating: the HEH pursuit 1.16-1.2x, an HEH learning iteration 1.2x, a retina forward run
-1.1x; no change for the plain pursuit, the HAP learning iteration or the retina's gradient, which
-therefore compile without it); on a CPU without them the preference is ignored. JAX accepts such options only for a top-level
+512-bit vectors where the CPU has them (measured on a noisy 2-core AVX-512 CPU, one process,
+alternating: the HEH pursuit 1.04-1.2x, an HEH learning iteration 1.2x, a retina forward run
+about 1.1x; no gain for the plain pursuit and the HAP learning iteration, which compile without
+it); on a CPU without them the preference is ignored. JAX accepts such options only for a top-level
 ``jax.jit``, so a call from inside a trace (a user's ``jit``, ``grad`` or ``vmap``) compiles
 without them, as part of the enclosing program.
 """
