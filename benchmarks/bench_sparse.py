@@ -49,7 +49,7 @@ def main():
     cases = {  # name -> (fn, patches per call); timed round-robin, best of --rounds
         "jax": (lambda: sparse.matching_pursuit(xj, dj, S).block_until_ready(), args.n),
         "numpy": (lambda: mp_numpy(x, d, S), args.n),
-        "heh": (lambda: sparse.matching_pursuit(xj, dj, S, p_cum=p_cum, alpha=0.95).block_until_ready(), args.n),
+        "heh": (lambda: sparse.matching_pursuit(xj, dj, S, p_cum=p_cum_j, alpha=0.95).block_until_ready(), args.n),
         "heh default": (lambda: heh_default(xj, p_cum_j).block_until_ready(), args.n),
         "heh loop": (lambda: mp_heh_per_sample(x[:n_loop], d, S, p_cum), n_loop),
         "corr": (lambda: corr(xj, dj).block_until_ready(), args.n),
