@@ -565,7 +565,21 @@ def _straight_through_jvp(primals, tangents):
     return primals[0], tangents[1]
 
 
-def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitter, spikes: bool):
+def _center_input(params: RetinaParams, k_c, movie):
+    """The centre's blurred drive ``G_sC * (lambda_OPL / luminosity_range) L`` of frames ``(..., H, W)`` (non-leaky OPL)."""
+    cfg = params.config
+    return _blur((params.opl_amplification / cfg.luminosity_range) * movie, k_c, cfg.padding)
+
+
+def _hoist_center(params: RetinaParams, k_c) -> bool:
+    """Whether :func:`_run` blurs the centre's input for all frames before the scan: without the leaky heat
+    equation the centre blur acts on the input alone, and the 3-tap blur is a fused elementwise pass over
+    the whole movie (cheaper than a few small per-frame kernels; the same values, bit for bit)."""
+    return not params.config.leaky_heat and (k_c is None or k_c.shape[0] == 3)
+
+
+def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitter, spikes: bool, blurred: bool = False):
+    """One step; with ``blurred`` (non-leaky OPL only) ``frame`` is already :func:`_center_input` of the frame."""
     cfg = params.config
     p = params
     dt = cfg.dt
@@ -573,13 +587,12 @@ def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitte
     k_c, k_s, k_a, k_p = kernels
     blur = partial(_blur, padding=cfg.padding)
     # 1. OPL
-    drive = (p.opl_amplification / cfg.luminosity_range) * frame
     if cfg.leaky_heat:
         e = _decay(p.center_tau, dt)
-        c = blur(e * state.center[0] + (1 - e) * drive, k_c)
+        c = blur(e * state.center[0] + (1 - e) * (p.opl_amplification / cfg.luminosity_range) * frame, k_c)
         center = c[None]
     else:
-        x = blur(drive, k_c)
+        x = frame if blurred else _center_input(p, k_c, frame)
         e = _decay(p.center_tau / max(cfg.center_n, 1), dt)
         poles = []
         for i in range(cfg.center_n + 1):
@@ -636,16 +649,18 @@ def _run(params, state, movie, radii, spikes, draws, stages, remat, rates=True):
     kernels = _kernels(params, radii)
     shape, dtype = state.voltage.shape, state.voltage.dtype
     seed = _seed(state.key)
+    blurred = _hoist_center(params, kernels[0])
+    inputs = _center_input(params, kernels[0], movie) if blurred else movie
 
     def body(s, frame):
         noise, jitter = _draws(seed, s.frame, shape, dtype, draws)
-        s, out = _step(params, kernels, s, frame, noise, jitter, spikes)
+        s, out = _step(params, kernels, s, frame, noise, jitter, spikes, blurred)
         out = out if stages else out[:2]
         return s, out if rates else (None,) + out[1:]
 
     if remat:
         body = jax.checkpoint(body)
-    state, outputs = lax.scan(body, state, movie)
+    state, outputs = lax.scan(body, state, inputs)
     return state, RetinaOutput(*outputs)
 
 
