@@ -41,3 +41,19 @@ def test_errors_of_the_function_are_not_swallowed(inputs):
 
     with pytest.raises(ValueError, match="expected something else"):
         jit_with_cpu_options(bad)(inputs[1])
+
+
+def test_extra_options_compile_the_same_values(inputs):
+    from vision_jax._compile import REGION_ANALYSIS
+
+    def lagged(x):  # each carried value read by two updates, as in the retina's stages
+        def body(c, xk):
+            a, b = c
+            return (0.5 * a + xk, a - 0.25 * b), a * b
+
+        return jax.lax.scan(body, (x[0], x[1]), x)
+
+    fn = jit_with_cpu_options(lagged, extra_options=REGION_ANALYSIS)
+    x = inputs[1]
+    for got, want in zip(jax.tree.leaves(fn(x)), jax.tree.leaves(jax.jit(lagged)(x))):
+        np.testing.assert_array_equal(got, want)

@@ -44,7 +44,7 @@ from jax import lax
 
 from vision_jax import filters
 from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_positive, is_traced
-from vision_jax._compile import jit_with_cpu_options
+from vision_jax._compile import REGION_ANALYSIS, jit_with_cpu_options
 
 __all__ = ["RetinaConfig", "RetinaParams", "RetinaState", "RetinaOutput", "PRESETS", "preset", "init_state", "step",
            "run", "blur_radii", "rectification", "lif_rate", "cgc_steady_state", "refractory_time", "MIN_SIGMA_PIXELS"]
@@ -644,7 +644,7 @@ def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitte
     return new, (rates, spike_out, i_opl, v, g_a, current)
 
 
-@jit_with_cpu_options(static_argnames=("radii", "spikes", "draws", "stages", "remat", "rates"))
+@jit_with_cpu_options(extra_options=REGION_ANALYSIS, static_argnames=("radii", "spikes", "draws", "stages", "remat", "rates"))
 def _run(params, state, movie, radii, spikes, draws, stages, remat, rates=True):
     kernels = _kernels(params, radii)
     shape, dtype = state.voltage.shape, state.voltage.dtype
