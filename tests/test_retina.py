@@ -401,11 +401,13 @@ def test_noise_statistics():
     assert abs(np.corrcoef(other.ravel(), draws[0].ravel())[0, 1]) < 0.1
 
 
-def test_gradients_through_chunks_equal_one_shot(movie, key):
-    params = retina.preset("convis", adaptation_amplification=50.0)
-    state = retina.init_state(params, (10, 10), key=key)
+def test_gradients_through_chunks_equal_one_shot(x64, movie, key):
+    # float64: in float32 the per-chunk reductions of the cotangents differ in order (the centre
+    # width's gradient sums second differences, which cancel: chunkings differ by ~2e-4 there)
+    params = jax.tree.map(np.float64, retina.preset("convis", adaptation_amplification=50.0))
+    state = retina.init_state(params, (10, 10), key=key, dtype=jnp.float64)
     radii = retina.blur_radii(params)
-    m = movie[:24]
+    m = movie[:24].astype(np.float64)
 
     def loss(p, n_chunks):
         def chunk(s, frames):  # one retina.run per chunk, the state carried from chunk to chunk
@@ -421,7 +423,7 @@ def test_gradients_through_chunks_equal_one_shot(movie, key):
     np.testing.assert_array_equal(np.asarray(spikes1), np.asarray(spikes2))  # the non-leaky path, chunked
     assert np.asarray(spikes1).sum() > 0
     for f in retina.PARAM_FIELDS:
-        np.testing.assert_allclose(float(getattr(g1, f)), float(getattr(g2, f)), rtol=1e-4, atol=1e-6, err_msg=f)
+        np.testing.assert_allclose(float(getattr(g1, f)), float(getattr(g2, f)), rtol=1e-10, atol=1e-12, err_msg=f)
     assert abs(float(g1.surround_tau)) > 0 and abs(float(g1.center_sigma)) > 0 and np.isfinite(float(g1.refr_mean))
 
 

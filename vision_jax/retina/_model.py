@@ -548,7 +548,7 @@ def step(params: RetinaParams, state: RetinaState, frame, *, radii: tuple, spike
     """
     draws = _static_draws(params, spikes)
     noise, jitter = _draws(_seed(state.key), state.frame, state.voltage.shape, state.voltage.dtype, draws)
-    return _step(params, _kernels(params, radii), state, frame, noise, jitter, spikes)
+    return _step(params, _kernels(params, radii), _decays(params), state, frame, noise, jitter, spikes)
 
 
 @jax.custom_jvp
@@ -578,41 +578,66 @@ def _hoist_center(params: RetinaParams, k_c) -> bool:
     return not params.config.leaky_heat and (k_c is None or k_c.shape[0] == 3)
 
 
-def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitter, spikes: bool, blurred: bool = False):
-    """One step; with ``blurred`` (non-leaky OPL only) ``frame`` is already :func:`_center_input` of the frame."""
+class _Decays(NamedTuple):
+    """``exp(-dt / tau)`` of each low-pass stage (computed once per run, outside the scan)."""
+
+    center: jax.Array  # of one centre pole
+    undershoot: jax.Array
+    surround: jax.Array
+    adaptation: jax.Array
+    transient: jax.Array
+
+
+def _decays(params: RetinaParams) -> _Decays:
+    cfg, p = params.config, params
+    center_tau = p.center_tau if cfg.leaky_heat else p.center_tau / max(cfg.center_n, 1)
+    return _Decays(*(_decay(tau, cfg.dt) for tau in (center_tau, p.undershoot_tau, p.surround_tau, p.adaptation_tau,
+                                                       p.transient_tau)))
+
+
+def _lowpass(y, x, e):
+    """``e y + (1 - e) x`` written with one use of ``e`` (one reduction of its cotangent per step, not two)."""
+    return x + e * (y - x)
+
+
+def _step(params: RetinaParams, kernels, decays: _Decays, state: RetinaState, frame, noise, jitter, spikes: bool,
+          blurred: bool = False):
+    """One step; with ``blurred`` (non-leaky OPL only) ``frame`` is already :func:`_center_input` of the frame.
+
+    A scalar parameter used more than once in a step is broadcast to the maps once, so that the
+    backward pass sums its cotangent maps and reduces once per step instead of once per use.
+    """
     cfg = params.config
     p = params
     dt = cfg.dt
     lag = cfg.stage_lag
     k_c, k_s, k_a, k_p = kernels
     blur = partial(_blur, padding=cfg.padding)
+    maps = state.bipolar.shape
     # 1. OPL
     if cfg.leaky_heat:
-        e = _decay(p.center_tau, dt)
-        c = blur(e * state.center[0] + (1 - e) * (p.opl_amplification / cfg.luminosity_range) * frame, k_c)
+        c = blur(_lowpass(state.center[0], (p.opl_amplification / cfg.luminosity_range) * frame, decays.center), k_c)
         center = c[None]
     else:
         x = frame if blurred else _center_input(p, k_c, frame)
-        e = _decay(p.center_tau / max(cfg.center_n, 1), dt)
+        e = decays.center if cfg.center_n == 0 else jnp.broadcast_to(decays.center, maps)
         poles = []
         for i in range(cfg.center_n + 1):
-            x = e * state.center[i] + (1 - e) * x
+            x = _lowpass(state.center[i], x, e)
             poles.append(x)
         c = x
         center = jnp.stack(poles)
     if cfg.undershoot:
         x_u = state.center[-1] if lag else c
-        e = _decay(p.undershoot_tau, dt)
-        u_lp = e * state.undershoot_lowpass + (1 - e) * x_u
+        u_lp = _lowpass(state.undershoot_lowpass, x_u, decays.undershoot)
         u = x_u - p.undershoot_weight * u_lp
     else:
         u_lp, u = state.undershoot_lowpass, c
     x_s = (state.undershoot if cfg.undershoot else state.center[-1]) if lag else u
-    e = _decay(p.surround_tau, dt)
     if cfg.leaky_heat:
-        s = blur(e * state.surround + (1 - e) * x_s, k_s)
+        s = blur(_lowpass(state.surround, x_s, decays.surround), k_s)
     else:
-        s = e * state.surround + (1 - e) * blur(x_s, k_s)
+        s = _lowpass(state.surround, blur(x_s, k_s), decays.surround)
     i_opl = u - p.opl_weight * s
     # 2. contrast gain control: exact exponential with the conductance of the previous step held
     x_b = state.opl if lag else i_opl
@@ -620,19 +645,19 @@ def _step(params: RetinaParams, kernels, state: RetinaState, frame, noise, jitte
     v_inf = p.bipolar_amplification * x_b / g
     v = (state.bipolar - v_inf) * jnp.exp(-dt * g) + v_inf
     x_a = state.bipolar if lag else v
-    e = _decay(p.adaptation_tau, dt)
-    g_a = e * state.adaptation + (1 - e) * blur(p.adaptation_amplification * x_a**2, k_a)
+    g_a = _lowpass(state.adaptation, blur(p.adaptation_amplification * x_a**2, k_a), decays.adaptation)
     # 3. ganglion input: transient, then ON/OFF rectification and pooling
     x_t = state.bipolar if lag else v
-    e = _decay(p.transient_tau, dt)
-    t_lp = e * state.transient_lowpass + (1 - e) * x_t
+    t_lp = _lowpass(state.transient_lowpass, x_t, decays.transient)
     v_trs = x_t - p.transient_weight * t_lp
     x_n = state.transient if lag else v_trs
     signs = jnp.asarray([1.0, -1.0], v.dtype)[:, None, None]
-    current = blur(rectification(signs * x_n[None], p.v0, p.i0, p.ganglion_amplification), k_p)
+    on_off = signs * x_n[None]
+    gains = (jnp.broadcast_to(q, on_off.shape) for q in (p.v0, p.i0, p.ganglion_amplification))
+    current = blur(rectification(on_off, *gains), k_p)
     # 4. spiking
     x_i = state.current if lag else current
-    rates = lif_rate(x_i, p.leak, p.refr_mean)
+    rates = lif_rate(x_i, jnp.broadcast_to(p.leak, x_i.shape), p.refr_mean)
     if spikes:
         spike, voltage, refractory = _lif_step(lax.stop_gradient(p), lax.stop_gradient(x_i), state.voltage,
                                                state.refractory, noise, jitter, dt)
@@ -650,11 +675,12 @@ def _run(params, state, movie, radii, spikes, draws, stages, remat, rates=True):
     shape, dtype = state.voltage.shape, state.voltage.dtype
     seed = _seed(state.key)
     blurred = _hoist_center(params, kernels[0])
+    decays = _decays(params)
     inputs = _center_input(params, kernels[0], movie) if blurred else movie
 
     def body(s, frame):
         noise, jitter = _draws(seed, s.frame, shape, dtype, draws)
-        s, out = _step(params, kernels, s, frame, noise, jitter, spikes, blurred)
+        s, out = _step(params, kernels, decays, s, frame, noise, jitter, spikes, blurred)
         out = out if stages else out[:2]
         return s, out if rates else (None,) + out[1:]
 
