@@ -592,3 +592,21 @@ def test_load_movie_from_arrays_images_and_videos(tmp_path):
     (tmp_path / "junk.avi").write_bytes(b"not a video")
     with pytest.raises(ValueError, match="path: "):
         stimuli.load_movie(tmp_path / "junk.avi")
+
+
+@pytest.mark.parametrize("name", ["convis", "cat_x"])
+def test_step_by_step_equals_run(name, movie, key):
+    # run() blurs the non-leaky centre's input for all frames before its scan; step() per frame
+    params = retina.preset(name, pixels_per_degree=10.0)
+    state = retina.init_state(params, (10, 10), key=key)
+    radii = retina.blur_radii(params)
+    frames = movie[:12] * (255.0 if name == "cat_x" else 1.0)
+    _, out = retina.run(params, state, frames, radii=radii, stages=True)
+    one = jax.jit(lambda s, f: retina.step(params, s, f, radii=radii))
+    s, steps = state, []
+    for frame in frames:
+        s, outputs = one(s, frame)
+        steps.append(outputs)
+    for name_, got, want in zip(("rates", "spikes", "opl", "bipolar", "adaptation", "ganglion_input"), zip(*steps), out):
+        np.testing.assert_allclose(np.stack(got), want, rtol=1e-5, atol=1e-5 * float(np.abs(want).max()), err_msg=name_)
+    assert np.asarray(out.spikes).sum() > 0 and np.abs(np.asarray(out.opl)).max() > 0
