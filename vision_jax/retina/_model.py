@@ -378,7 +378,7 @@ def _init_arrays(p: RetinaParams, key, luminance, shape, dtype) -> RetinaState:
     """The state's arrays, in one compiled call (steady state for a uniform screen of ``luminance``; 0 is rest)."""
     cfg = p.config
     H, W = shape
-    c = p.opl_amplification * luminance / cfg.luminosity_range
+    c = _drive(p, luminance)
     u = c * (1 - p.undershoot_weight) if cfg.undershoot else c
     i_opl = u * (1 - p.opl_weight)
     v = cgc_steady_state(p.bipolar_amplification * i_opl, p.inert_leak, p.adaptation_amplification)
@@ -402,10 +402,6 @@ def _init_arrays(p: RetinaParams, key, luminance, shape, dtype) -> RetinaState:
         key=key,
         frame=jnp.zeros((), jnp.int32),
     )
-
-
-def _decay(tau, dt):
-    return jnp.exp(-dt / tau)
 
 
 def _lif_step(p: RetinaParams, current, voltage, refractory, noise, jitter, dt):
@@ -565,10 +561,14 @@ def _straight_through_jvp(primals, tangents):
     return primals[0], tangents[1]
 
 
+def _drive(params: RetinaParams, luminance):
+    """The OPL's drive ``(lambda_OPL / luminosity_range) L``."""
+    return (params.opl_amplification / params.config.luminosity_range) * luminance
+
+
 def _center_input(params: RetinaParams, k_c, movie):
-    """The centre's blurred drive ``G_sC * (lambda_OPL / luminosity_range) L`` of frames ``(..., H, W)`` (non-leaky OPL)."""
-    cfg = params.config
-    return _blur((params.opl_amplification / cfg.luminosity_range) * movie, k_c, cfg.padding)
+    """The centre's blurred drive ``G_sC * _drive(L)`` of frames ``(..., H, W)`` (non-leaky OPL)."""
+    return _blur(_drive(params, movie), k_c, params.config.padding)
 
 
 def _hoist_center(params: RetinaParams, k_c) -> bool:
@@ -591,7 +591,7 @@ class _Decays(NamedTuple):
 def _decays(params: RetinaParams) -> _Decays:
     cfg, p = params.config, params
     center_tau = p.center_tau if cfg.leaky_heat else p.center_tau / max(cfg.center_n, 1)
-    return _Decays(*(_decay(tau, cfg.dt) for tau in (center_tau, p.undershoot_tau, p.surround_tau, p.adaptation_tau,
+    return _Decays(*(jnp.exp(-cfg.dt / tau) for tau in (center_tau, p.undershoot_tau, p.surround_tau, p.adaptation_tau,
                                                        p.transient_tau)))
 
 
@@ -616,7 +616,7 @@ def _step(params: RetinaParams, kernels, decays: _Decays, state: RetinaState, fr
     maps = state.bipolar.shape
     # 1. OPL
     if cfg.leaky_heat:
-        c = blur(_lowpass(state.center[0], (p.opl_amplification / cfg.luminosity_range) * frame, decays.center), k_c)
+        c = blur(_lowpass(state.center[0], _drive(p, frame), decays.center), k_c)
         center = c[None]
     else:
         x = frame if blurred else _center_input(p, k_c, frame)
