@@ -65,3 +65,17 @@ def test_check_int_and_choice():
         _checks.check_int("n", 2.5)
     with pytest.raises(ValueError, match="padding: expected one of"):
         _checks.check_choice("padding", "wrap", ("circular", "reflect"))
+
+
+def test_check_key_accepts_typed_and_raw_keys():
+    typed, raw = jax.random.key(0), jax.random.PRNGKey(0)
+    assert _checks.check_key("key", typed) is typed
+    assert _checks.check_key("key", raw) is raw
+    jax.jit(lambda k: _checks.check_key("key", k))(typed)  # a traced key passes too
+
+
+@pytest.mark.parametrize("value, kwargs", [(None, {}), (0, {}), (jax.random.split(jax.random.key(0), 3), {}),
+                                           (jnp.zeros(2, jnp.float32), {}), (jax.random.PRNGKey(0), {"allow_raw": False})])
+def test_check_key_errors(value, kwargs):
+    with pytest.raises(TypeError, match="key: expected a single PRNG key"):
+        _checks.check_key("key", value, **kwargs)

@@ -92,6 +92,11 @@ def test_block_size_does_not_change_codes(problem):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_no_patches_give_no_codes(problem):
+    _, d = problem
+    assert sparse.matching_pursuit(np.zeros((0, 25), np.float32), d, 3).shape == (0, 40)
+
+
 def test_all_nonpositive_correlations_add_nothing(problem):
     _, d = problem
     x = -np.abs(d[:3]) * 0  # zero patches: no positive correlation anywhere
@@ -213,6 +218,14 @@ def test_same_key_same_result(patches):
         (lambda x, d: sparse.matching_pursuit(x.astype(np.int32), d, 3), TypeError, ["x", "floating"]),
         (lambda x, d: sparse.matching_pursuit(x, d, 3, gain=np.ones(3, np.float32)), ValueError, ["gain", "(40)"]),
         (lambda x, d: sparse.matching_pursuit(x, d, 3, p_cum=np.ones((40, 1), np.float32)), ValueError, ["p_cum", "nb_quant"]),
+        (lambda x, d: sparse.matching_pursuit(x, 2 * d, 3), ValueError, ["dictionary", "unit-norm"]),
+        (lambda x, d: sparse.matching_pursuit(x, d, 3, gain=-np.ones(40, np.float32)), ValueError, ["gain", "non-negative"]),
+        (lambda x, d: sparse.matching_pursuit(x, d, 3, alpha=0.0), ValueError, ["alpha", "positive"]),
+        (lambda x, d: sparse.matching_pursuit(x, d, 3, alpha=float("nan")), ValueError, ["alpha", "finite"]),
+        (lambda x, d: sparse.matching_pursuit(x, d, 3, p_cum=np.tile(np.linspace(1, 0, 8, dtype=np.float32), (40, 1))),
+         ValueError, ["p_cum", "non-decreasing"]),
+        (lambda x, d: sparse.matching_pursuit(x, d, 3, p_cum=np.tile(np.linspace(0, 2, 8, dtype=np.float32), (40, 1))),
+         ValueError, ["p_cum", "[0, 1]"]),
         (lambda x, d: sparse.homeostasis("ABC"), ValueError, ["method", "HEH"]),
         (lambda x, d: sparse.homeostasis("HAP", eta_homeo=1.5), ValueError, ["eta_homeo", "[0, 1]"]),
         (lambda x, d: sparse.learn_dictionary(jax.random.key(0), x, homeostasis="XYZ", n_atoms=4, n_iter=1), ValueError, ["method"]),

@@ -22,6 +22,7 @@ __all__ = [
     "check_int",
     "check_choice",
     "check_probability",
+    "check_key",
 ]
 
 
@@ -141,3 +142,15 @@ def check_choice(name: str, value, choices):
     if value not in choices:
         raise ValueError(f"{name}: expected one of {sorted(map(str, choices))}, got {value!r}")
     return value
+
+
+def check_key(name: str, key, *, allow_raw: bool = True):
+    """Require a single PRNG key: a typed key from ``jax.random.key`` or, with ``allow_raw``, a raw
+    ``uint32`` key of shape ``(2,)`` from ``jax.random.PRNGKey``. Returns it unchanged."""
+    if isinstance(key, jax.Array) or is_traced(key):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+            if key.ndim == 0:
+                return key
+        elif allow_raw and key.shape == (2,) and key.dtype == jnp.uint32:
+            return key
+    raise TypeError(f"{name}: expected a single PRNG key from jax.random.key(seed), got {_describe(key)}")

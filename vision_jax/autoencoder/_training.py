@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vision_jax._checks import check_array, check_int, check_nonnegative
+from vision_jax._checks import check_array, check_int, check_key, check_nonnegative
 from vision_jax.autoencoder._model import (
     AutoencoderConfig,
     AutoencoderParams,
@@ -196,9 +196,7 @@ def _check_training(optimizer, steps, batch_size):
 
 
 def _check_key(key):
-    if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 0):
-        raise TypeError(f"key: expected a single typed PRNG key from jax.random.key, got {key!r}")
-    return key
+    return check_key("key", key, allow_raw=False)
 
 
 _TRAINING_DOC = """

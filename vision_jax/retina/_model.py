@@ -43,7 +43,8 @@ from flax import struct
 from jax import lax
 
 from vision_jax import filters
-from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_positive, is_traced
+from vision_jax._checks import (check_array, check_choice, check_int, check_key, check_nonnegative, check_positive,
+                                is_traced)
 from vision_jax._compile import REGION_ANALYSIS, jit_with_cpu_options
 
 __all__ = ["RetinaConfig", "RetinaParams", "RetinaState", "RetinaOutput", "PRESETS", "preset", "init_state", "step",
@@ -207,18 +208,31 @@ def check_params(params: RetinaParams) -> None:
     check_positive("config.luminosity_range", cfg.luminosity_range)
     check_int("config.center_n", cfg.center_n, min_value=0)
     check_choice("config.padding", cfg.padding, filters.PADDINGS)
-    def concrete(name):  # a Python float, or None when traced or batched (values unknown or many)
+    values = {}  # concrete values as float arrays (traced ones are skipped: unknown)
+    for name in PARAM_FIELDS:
         value = getattr(params, name)
-        if is_traced(value) or np.ndim(value) != 0:
-            return None
-        return float(np.asarray(value))
+        if is_traced(value):
+            continue
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise TypeError(f"params.{name}: expected a real number (or an array of them), got {type(value).__name__} {value!r}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"params.{name}: expected a finite number, got {value!r}")
+        values[name] = array.astype(float)
+
+    def smallest(name):  # the smallest concrete value (a batch of parameters is checked entry by entry)
+        return float(np.min(values[name])) if name in values and values[name].size else None
 
     for name in _TAUS + ("leak", "i0", "inert_leak"):
-        if (value := concrete(name)) is not None:
+        if (value := smallest(name)) is not None:
             check_positive(f"params.{name}", value, unit="seconds" if name in _TAUS else "")
     for name in _SIGMAS + ("refr_mean", "refr_sd", "noise_sigma", "adaptation_amplification"):
-        if (value := concrete(name)) is not None:
+        if (value := smallest(name)) is not None:
             check_nonnegative(f"params.{name}", value)
+
+    def concrete(name):  # a Python float, or None when traced or batched
+        return float(values[name]) if name in values and values[name].ndim == 0 else None
+
     leak, refr_mean, refr_sd = concrete("leak"), concrete("refr_mean"), concrete("refr_sd")
     if None not in (leak, refr_mean, refr_sd) and leak * (refr_mean + 6 * refr_sd) > _MAX_LEAK_TIMES_REFRACTORY:
         # the LIF state keeps exp(leak * refractory time left): keep it far from float32 overflow
@@ -366,6 +380,7 @@ def init_state(params: RetinaParams, frame_shape, *, key, luminance=None, dtype=
     if len(tuple(frame_shape)) != 2:
         raise ValueError(f"frame_shape: expected (H, W), got {tuple(frame_shape)}")
     H, W = (check_int("frame_shape", int(s), min_value=1) for s in frame_shape)
+    check_key("key", key)
     dtype = jnp.zeros(()).dtype if dtype is None else jnp.dtype(dtype)
     if luminance is not None:
         check_nonnegative("luminance", luminance)

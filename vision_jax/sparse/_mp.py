@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from vision_jax._checks import check_array, check_int, check_positive
+from vision_jax._checks import check_array, check_int, check_positive, is_traced
 from vision_jax._compile import jit_with_cpu_options
 
 __all__ = ["matching_pursuit", "encode", "encode_entries", "to_dense", "heh_quantile"]
@@ -131,6 +132,34 @@ _matching_pursuit = jax.jit(encode, static_argnames=("n_steps", "heh", "block_si
 _matching_pursuit_heh = jit_with_cpu_options(encode, static_argnames=("n_steps", "heh", "block_size"))
 
 
+_UNIT_NORM_TOLERANCE = 1e-3
+_CUMULATIVE_TOLERANCE = 1e-6
+
+
+def _check_unit_rows(dictionary) -> None:
+    """The pursuit's updates assume unit-norm atoms: a dictionary far from that is a mistake (checked when concrete)."""
+    if is_traced(dictionary):
+        return
+    norms = np.linalg.norm(np.asarray(dictionary, np.float64), axis=1)
+    if norms.size and np.max(np.abs(norms - 1)) > _UNIT_NORM_TOLERANCE:
+        raise ValueError(f"dictionary: expected unit-norm rows (atoms), got row norms from {norms.min():.4g} to "
+                         f"{norms.max():.4g}; normalise with d / jnp.linalg.norm(d, axis=1, keepdims=True)")
+
+
+def _check_cumulative(p_cum) -> None:
+    """Rows of ``p_cum`` are cumulative histograms: non-decreasing, within [0, 1] (checked when concrete)."""
+    if is_traced(p_cum):
+        return
+    p = np.asarray(p_cum)
+    if np.min(p) < -_CUMULATIVE_TOLERANCE or np.max(p) > 1 + _CUMULATIVE_TOLERANCE:
+        raise ValueError(f"p_cum: expected cumulative histograms with values in [0, 1], got values from {np.min(p):.4g} "
+                         f"to {np.max(p):.4g}")
+    if np.min(np.diff(p, axis=1)) < -_CUMULATIVE_TOLERANCE:
+        rows = np.flatnonzero(np.any(np.diff(p, axis=1) < -_CUMULATIVE_TOLERANCE, axis=1))
+        raise ValueError(f"p_cum: expected non-decreasing rows (cumulative histograms), got {rows.size} decreasing "
+                         f"row(s), the first is row {rows[0]}")
+
+
 def matching_pursuit(
     x,
     dictionary,
@@ -170,6 +199,8 @@ def matching_pursuit(
     n_steps = check_int("n_steps", n_steps, min_value=1)
     block_size = check_int("block_size", block_size, min_value=1)
     check_positive("C", C)
+    check_positive("alpha", alpha)
+    _check_unit_rows(dictionary)
     N = dictionary.shape[0]
     if gain is not None and p_cum is not None:
         raise ValueError("gain: give either gain (gain path) or p_cum (HEH path), not both")
@@ -178,9 +209,17 @@ def matching_pursuit(
         p_cum = check_array("p_cum", p_cum, ndim=2).astype(x.dtype)
         if p_cum.shape[0] != N or p_cum.shape[1] < 2:
             raise ValueError(f"p_cum: expected shape ({N}, nb_quant >= 2), got {tuple(p_cum.shape)}")
+        _check_cumulative(p_cum)
         gain = jnp.ones((N,), x.dtype)
     else:
-        gain = jnp.ones((N,), x.dtype) if gain is None else check_array("gain", gain, shape=(N,)).astype(x.dtype)
+        if gain is not None:
+            gain = check_array("gain", gain, shape=(N,)).astype(x.dtype)
+            if not is_traced(gain) and bool(np.any(np.asarray(gain) < 0)):
+                raise ValueError(f"gain: expected non-negative selection gains, got a minimum of {float(np.min(np.asarray(gain)))}")
+        else:
+            gain = jnp.ones((N,), x.dtype)
         p_cum = jnp.zeros((N, 2), x.dtype)
+    if x.shape[0] == 0:
+        return jnp.zeros((0, N), x.dtype)
     codes = (_matching_pursuit_heh if heh else _matching_pursuit)(x, dictionary, gain, p_cum, jnp.asarray(C, x.dtype), jnp.asarray(alpha, x.dtype), n_steps, heh, block_size)
     return codes[0] if single else codes
