@@ -110,7 +110,7 @@ def numpy_retina(p, cfg, movie, v_init, lag=True):
     undershoot = partial_highpass_filter(p["undershoot_weight"], p["undershoot_tau"], dt, shape)
     control = exp_filter(p["adaptation_tau"], dt, shape)
     transient = partial_highpass_filter(p["transient_weight"], p["transient_tau"], dt, shape)
-    C = U = S = V = gA = Vtrs = np.zeros(shape)
+    C = U = V = gA = Vtrs = np.zeros(shape)
     # at rest the ganglion input is N(0) (the model's state at zero luminance is a steady state)
     Ig = np_rectification(np.zeros((2,) + shape), p["v0"], p["i0"], p["ganglion_amplification"])
     I_opl = np.zeros(shape)
