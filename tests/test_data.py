@@ -113,6 +113,8 @@ def test_one_over_f_dictionary(key):
         (lambda: data.extract_patches([np.ones((3, 8, 8), np.float32)], key=0, n_patches=4), ValueError, ["images[0]", "(H, W)"]),
         (lambda: data.extract_patches([np.ones((20, 20), np.float32)], key=0, n_patches=4, patch_size=21, crop_size=None), ValueError, ["images[0]", "21x21"]),
         (lambda: data.extract_patches([np.ones((64, 64), np.float32)], key=0, n_patches=0), ValueError, ["n_patches", ">= 1"]),
+        (lambda: data.extract_patches([np.ones((64, 64), np.float32)], key=0, n_patches=4, patch_size=32, crop_size=16),
+         ValueError, ["patch_size", "crop_size = 16"]),
         (lambda: data.extract_patches([np.full((64, 64), np.nan, np.float32)], key=0, n_patches=4, crop_size=None), ValueError, ["images[0]", "finite"]),
         (lambda: data.extract_patches([np.ones((64, 64), np.float32)], key="x", n_patches=4), TypeError, ["key"]),
         (lambda: data.load_dataset("imagenet"), ValueError, ["name", "mnist"]),

@@ -538,6 +538,14 @@ def test_xml_text_and_defaults():
         (lambda: retina.read_xml(CONFIGS / "cat_x.xml", layer=3), ValueError, ["layer", "1 ganglion"]),
         (lambda: retina.fit(retina.preset("convis"), None, np.zeros((2, 2, 2), np.float32), np.zeros(2, np.float32), fields=["nope"]), ValueError,
          ["fields", "nope"]),
+        (lambda: retina.fit(retina.preset("convis"), None, np.zeros((3, 4, 4), np.float32), np.zeros((2, 2, 4, 4), np.float32),
+                            fields=["center_tau"]), ValueError, ["target", "(3, 2, 4, 4)", "out.rates"]),
+        (lambda: retina.fit(retina.preset("convis"), None, np.zeros((3, 4, 4), np.float32), np.zeros((3, 4, 4), np.float32),
+                            fields=["center_tau"], batched=True, output="opl"), ValueError, ["target", "'n_cells', 3, 4, 4"]),
+        (lambda: retina.step(retina.preset("convis"), retina.init_state(retina.preset("convis"), (4, 4), key=jax.random.key(0)),
+                             np.zeros((3, 3), np.float32), radii=(0, 0, 0, 0)), ValueError, ["frame", "(4, 4)"]),
+        (lambda: retina.step(retina.preset("convis"), retina.init_state(retina.preset("convis"), (4, 4), key=jax.random.key(0)),
+                             np.full((4, 4), np.nan, np.float32), radii=(0, 0, 0, 0)), ValueError, ["frame", "finite"]),
     ],
 )
 def test_bad_configuration(call, exc, words):

@@ -230,6 +230,9 @@ def test_same_key_same_result(patches):
         (lambda x, d: sparse.homeostasis("HAP", eta_homeo=1.5), ValueError, ["eta_homeo", "[0, 1]"]),
         (lambda x, d: sparse.learn_dictionary(jax.random.key(0), x, homeostasis="XYZ", n_atoms=4, n_iter=1), ValueError, ["method"]),
         (lambda x, d: sparse.learn_dictionary(jax.random.key(0), x, n_atoms=4, n_steps=0), ValueError, ["n_steps"]),
+        (lambda x, d: sparse.learn_dictionary(0, x, n_atoms=4, n_iter=1), TypeError, ["key", "jax.random.key"]),
+        (lambda x, d: sparse.learn_dictionaries(np.zeros(3), x, ("HAP",), n_atoms=4, n_iter=1), TypeError,
+         ["keys", "jax.random.split"]),
     ],
 )
 def test_bad_input_names_the_argument(problem, call, exc, words):

@@ -171,7 +171,10 @@ def extract_patches(
     patch_size = check_int("patch_size", patch_size, min_value=1)
     over_patches = check_int("over_patches", over_patches, min_value=1)
     if crop_size is not None:
-        crop_size = check_int("crop_size", crop_size, min_value=patch_size)
+        crop_size = check_int("crop_size", crop_size, min_value=1)
+        if crop_size < patch_size:
+            raise ValueError(f"patch_size: expected at most crop_size = {crop_size} (patches are cut from crops of that "
+                             f"side; raise crop_size or pass crop_size=None), got {patch_size}")
     rng = _rng(key)
     checked = []
     for i, im in enumerate(images):

@@ -86,6 +86,15 @@ def _check_common(fields, output, steps, learning_rate, movie, target, chunk_siz
     return fields, steps, movie, target, chunk_size
 
 
+def _check_target(target, output: str, movie, batched: bool) -> None:
+    """``target`` is ``output`` for ``movie``: ``(T, [2,] H, W)``, with a leading cell axis when ``batched``."""
+    per_cell = movie.shape[:1] + ((2,) if output in ("rates", "ganglion_input") else ()) + tuple(movie.shape[1:])
+    want = ("n_cells",) + per_cell if batched else per_cell
+    if target.ndim != len(want) or tuple(target.shape[-len(per_cell):]) != per_cell:
+        raise ValueError(f"target: expected shape {tuple(want)} (out.{output} of the movie{', per cell' if batched else ''}), "
+                         f"got {tuple(target.shape)}")
+
+
 def fit_function(params: RetinaParams, state: RetinaState, movie, *, fields: Sequence[str], steps: int = 200,
                  learning_rate: float = 0.05, output: str = "rates", chunk_size: int | None = None, remat: bool = False,
                  optimizer=None, radii: tuple | None = None) -> Callable:
@@ -161,6 +170,7 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
       :class:`FitResult` with the fitted params and the loss history.
     """
     fields, steps, movie, target, chunk_size = _check_common(fields, output, steps, learning_rate, movie, target, chunk_size)
+    _check_target(target, output, movie, batched)
     n_cells = None
     for f in fields:
         value = np.asarray(getattr(params, f))
@@ -201,6 +211,7 @@ def multistart_fit(params: RetinaParams, state: RetinaState, movie, target, star
     from vision_jax import sweep as sweep_mod
 
     fields, steps, movie, target, chunk_size = _check_common(fields, output, steps, learning_rate, movie, target, chunk_size)
+    _check_target(target, output, movie, batched)
     if not isinstance(starts, dict) or set(starts) != set(fields):
         raise ValueError(f"starts: expected a dict with one list of starting values per field {list(fields)}, "
                          f"got {list(starts) if isinstance(starts, dict) else type(starts).__name__}")

@@ -557,6 +557,9 @@ def step(params: RetinaParams, state: RetinaState, frame, *, radii: tuple, spike
     :func:`run` does the same over many frames with the blur weights and random draws hoisted out
     of the ``lax.scan``.
     """
+    frame = check_array("frame", frame, shape=state.bipolar.shape)
+    if frame.dtype != state.bipolar.dtype:
+        raise TypeError(f"frame: expected dtype {state.bipolar.dtype} like the state, got {frame.dtype}")
     draws = _static_draws(params, spikes)
     noise, jitter = _draws(_seed(state.key), state.frame, state.voltage.shape, state.voltage.dtype, draws)
     return _step(params, _kernels(params, radii), _decays(params), state, frame, noise, jitter, spikes)

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_positive, check_probability
+from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_key, check_positive, check_probability
 from vision_jax._compile import jit_with_cpu_options
 from vision_jax.sparse._homeostasis import HEH, HomeostasisState, entry_statistics, init_state, method_index, p_cum_error, update_from_statistics
 from vision_jax.sparse._mp import encode, encode_entries, to_dense
@@ -296,9 +296,7 @@ def learn_dictionaries(
     if isinstance(methods, str):
         methods = (methods,)
     idx = [method_index(m) for m in methods]
-    keys = jnp.asarray(keys)
-    if keys.ndim == 0:
-        keys = keys[None]
+    keys = _check_keys(keys)
     n_seeds = keys.shape[0]
     dtype = patches.dtype
     k_init, k_run = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(2))
@@ -349,6 +347,16 @@ def learn_dictionaries(
     return LearnResult(split(state.dictionary), jax.tree.map(split, state.homeo), hist)
 
 
+def _check_keys(keys):
+    """``(S,)`` typed PRNG keys (or ``(S, 2)`` raw ones) from one key or several."""
+    if isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.ndim <= 1:
+        return keys.reshape(-1)
+    if isinstance(keys, jax.Array) and keys.dtype == jnp.uint32 and keys.ndim in (1, 2) and keys.shape[-1] == 2:
+        return keys.reshape(-1, 2)
+    raise TypeError(f"keys: expected a PRNG key from jax.random.key(seed) or a (S,) array of them "
+                    f"(jax.random.split), got {type(keys).__name__} {getattr(keys, 'shape', keys)!r}")
+
+
 def learn_dictionary(key, patches, *, homeostasis="HAP", **kwargs) -> LearnResult:
     """Learn one dictionary (see :func:`learn_dictionaries` for the arguments).
 
@@ -356,5 +364,5 @@ def learn_dictionary(key, patches, *, homeostasis="HAP", **kwargs) -> LearnResul
       :class:`LearnResult` with the final ``(N, M)`` dictionary, the homeostasis state and the
       history (leaves ``(n_records, ...)``). The same key gives the same result.
     """
-    result = learn_dictionaries(jnp.asarray(key)[None], patches, (homeostasis,), **kwargs)
+    result = learn_dictionaries(check_key("key", key)[None], patches, (homeostasis,), **kwargs)
     return jax.tree.map(lambda x: x[0, 0], result)
