@@ -129,6 +129,7 @@ def test_vmap_over_seeds_equals_separate_runs():
         (lambda p, f: inv.train(p, f[:, :10]), ValueError, ["frames", "400"]),
         (lambda p, f: inv.train(p, f.at[0, 0].set(jnp.nan)), ValueError, ["frames", "finite"]),
         (lambda p, f: inv.train(p, f, n_epochs=0), ValueError, ["n_epochs"]),
+        (lambda p, f: inv.init_params(0, 30, 400, 4), TypeError, ["key", "jax.random.key"]),
     ],
 )
 def test_bad_input_names_the_argument(call, exc, words):

@@ -88,6 +88,14 @@ def test_metamer_bad_input(cs, image, key):
         synthesis.metamer(cs, image, max_iter=2)
     with pytest.raises(ValueError, match="allowed_range"):
         synthesis.metamer(cs, image, key=key, allowed_range=(1, 0))
+    with pytest.raises(TypeError, match="model_fn: expected a function"):
+        synthesis.metamer(None, image, key=key, max_iter=2)
+    with pytest.raises(TypeError, match="model_fn: expected a function"):
+        synthesis.metamer_ctf(None, image, key=key, max_iter=2)
+    with pytest.raises(TypeError, match="model_fn: expected a function"):
+        synthesis.eigendistortion("gaussian", image)
+    with pytest.raises(TypeError, match="reference_metric: expected a function"):
+        synthesis.mad_competition(image, lambda a, b: jnp.mean((a - b) ** 2), 0.5, "min", key=key, max_iter=2)
 
 
 @pytest.mark.parametrize("name", ["gaussian", "luminance_contrast_gain_control", "on_off"])

@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "check_probability",
     "check_key",
+    "check_callable",
 ]
 
 
@@ -154,3 +155,10 @@ def check_key(name: str, key, *, allow_raw: bool = True):
         elif allow_raw and key.shape == (2,) and key.dtype == jnp.uint32:
             return key
     raise TypeError(f"{name}: expected a single PRNG key from jax.random.key(seed), got {_describe(key)}")
+
+
+def check_callable(name: str, fn):
+    """Require a callable (a model or metric function). Returns it unchanged."""
+    if not callable(fn):
+        raise TypeError(f"{name}: expected a function, got {_describe(fn)}")
+    return fn

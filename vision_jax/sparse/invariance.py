@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vision_jax._checks import check_array, check_int, check_positive
+from vision_jax._checks import check_array, check_int, check_key, check_positive
 
 __all__ = [
     "InvarianceParams",
@@ -101,6 +101,7 @@ def init_params(key, n_sparse: int = 900, n_inputs: int = 400, n_invariant: int 
         check_int(name, v, min_value=1)
     check_positive("sw_max", sw_max)
     check_positive("iw_max", iw_max)
+    check_key("key", key)
     dtype = dtype or jnp.zeros(()).dtype  # float32, or float64 when x64 is enabled
     k1, k2 = jax.random.split(key)
     return InvarianceParams(jax.random.uniform(k1, (n_sparse, n_inputs), dtype, 0.0, sw_max),

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative
+from vision_jax._checks import check_array, check_callable, check_choice, check_int, check_nonnegative
 from vision_jax.synthesis._metamer import check_descent_arguments, drive_chunks, range_penalty
 
 __all__ = ["CTFState", "CTFResult", "metamer_ctf", "stage_masks"]
@@ -153,6 +153,7 @@ def metamer_ctf(
       :class:`CTFResult`; ``stages[b, i]`` is the stage of iteration ``i`` and
       ``stage_masks[t]`` the scales stage ``t`` matches.
     """
+    check_callable("model_fn", model_fn)
     target = check_array("target", target, ndim=(3, 4))
     if target.ndim == 3:
         target = target[None]

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from vision_jax._checks import check_array, check_choice, check_int, check_positive
+from vision_jax._checks import check_array, check_callable, check_choice, check_int, check_positive
 
 __all__ = ["EigenResult", "fisher_product", "eigendistortion"]
 
@@ -253,6 +253,7 @@ def eigendistortion(model_fn: Callable, image, *, method: str = "power", k: int 
         ``tol * lambda_max`` is also converged, since ``0 <= lambda_min <= theta_min``).
       key: PRNG key of the starting vectors (default ``jax.random.key(0)``).
     """
+    check_callable("model_fn", model_fn)
     image = check_array("image", image, ndim=(3, 4))
     if image.ndim == 4:
         if image.shape[0] != 1:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative
+from vision_jax._checks import check_array, check_callable, check_choice, check_int, check_nonnegative
 from vision_jax.synthesis._metamer import (
     MetamerState,
     check_descent_arguments,
@@ -97,6 +97,8 @@ def mad_competition(
     Returns:
       :class:`MADResult`.
     """
+    check_callable("optimized_metric", optimized_metric)
+    check_callable("reference_metric", reference_metric)
     image = check_array("image", image, ndim=3)
     check_choice("minmax", minmax, ("min", "max"))
     max_iter = check_int("max_iter", max_iter, min_value=1)

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from vision_jax._checks import check_array, check_int, check_nonnegative
+from vision_jax._checks import check_array, check_callable, check_int, check_nonnegative
 
 __all__ = ["MetamerState", "MetamerResult", "metamer", "range_penalty", "adam_amsgrad"]
 
@@ -199,6 +199,7 @@ def metamer(
     Returns:
       :class:`MetamerResult`.
     """
+    check_callable("model_fn", model_fn)
     target = check_array("target", target, ndim=(3, 4))
     if target.ndim == 3:
         target = target[None]
