@@ -83,3 +83,8 @@ def test_other_arguments_refuse_to_resume(tmp_path):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_chunks(_chunked_run.make_chunk(), _chunked_run.initial_carry(), **kwargs)
+
+
+def test_chunk_fn_must_be_a_function():
+    with pytest.raises(TypeError, match="chunk_fn: expected a function"):
+        run_chunks(None, _chunked_run.initial_carry(), n_chunks=2)

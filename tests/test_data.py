@@ -107,6 +107,8 @@ def test_one_over_f_dictionary(key):
         (lambda: data.natural_images(dtype=np.int32), TypeError, ["dtype", "floating"]),
         (lambda: data.pink_noise(jax.random.key(0), (0, 8)), ValueError, ["shape[0]", ">= 1"]),
         (lambda: data.pink_noise(jax.random.key(0), (8,)), ValueError, ["shape", "(..., H, W)"]),
+        (lambda: data.pink_noise(jax.random.key(0), (8, 8), exponent=float("nan")), ValueError, ["exponent", "finite"]),
+        (lambda: data.whiten(np.full((8, 8), np.nan)), ValueError, ["image", "finite"]),
         (lambda: data.dead_leaves(jax.random.key(0), (8, 8), r_min=-1.0), ValueError, ["r_min", "positive"]),
         (lambda: data.dead_leaves(jax.random.key(0), (8, 8), r_min=4.0, r_max=2.0), ValueError, ["r_max", "larger"]),
         (lambda: data.extract_patches([], key=0, n_patches=4), ValueError, ["images", "empty"]),

@@ -24,6 +24,7 @@ __all__ = [
     "check_probability",
     "check_key",
     "check_callable",
+    "check_real",
 ]
 
 
@@ -99,6 +100,12 @@ def _scalar(name: str, value):
         raise TypeError(f"{name}: expected a real number, got {_describe(value)}")
     if not np.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value!r}")
+    return value
+
+
+def check_real(name: str, value):
+    """Require a finite real scalar (skipped when traced). Returns the value unchanged."""
+    _scalar(name, value)
     return value
 
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vision_jax._checks import check_int
+from vision_jax._checks import check_callable, check_int
 from vision_jax.runner import progress
 
 __all__ = ["run_chunks", "latest_step"]
@@ -118,6 +118,7 @@ def run_chunks(
     Returns:
       ``(carry, outputs)`` with the per-chunk outputs stacked along a new leading axis.
     """
+    check_callable("chunk_fn", chunk_fn)
     n_chunks = check_int("n_chunks", n_chunks, min_value=1)
     save_every = check_int("save_every", save_every, min_value=1)
     outputs: list = []

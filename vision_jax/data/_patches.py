@@ -84,6 +84,8 @@ def _whiten(image, bandpass: bool) -> np.ndarray:
     image = np.asarray(image, np.float64)
     if image.ndim != 2:
         raise ValueError(f"image: expected a grey (H, W) image, got shape {image.shape}")
+    if not np.all(np.isfinite(image)):
+        raise ValueError(f"image: expected finite values, got {int(np.sum(~np.isfinite(image)))} NaN/inf entries")
     filt = whitening_filter(image.shape)
     if bandpass:
         filt = filt * bandpass_filter(image.shape)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from vision_jax._checks import check_int, check_positive
+from vision_jax._checks import check_int, check_positive, check_real
 
 __all__ = ["pink_noise", "dead_leaves"]
 
@@ -50,6 +50,7 @@ def pink_noise(key, shape, *, exponent=1.0, dtype=jnp.float32) -> jax.Array:
       Array of ``shape``, each image with zero mean and unit standard deviation.
     """
     shape = _check_shape(shape)
+    check_real("exponent", exponent)
     return _pink_noise(key, jnp.asarray(exponent, dtype), shape, jnp.dtype(dtype))
 
 
