@@ -13,6 +13,7 @@ from jax import lax
 from jax.test_util import check_grads
 
 from vision_jax import retina
+from vision_jax.checkpoint import latest_step
 from vision_jax.data import stimuli
 from vision_jax.retina._model import _lif_step, _normals
 
@@ -464,6 +465,20 @@ def test_fit_recovers_tau_and_gain_for_several_cells(fit_problem):
     assert result.losses.shape == (300,) and result.losses[-1] < 1e-3 * result.losses[0]
     np.testing.assert_allclose(np.asarray(result.params.center_tau), truth["center_tau"], rtol=0.05)
     np.testing.assert_allclose(np.asarray(result.params.opl_amplification), truth["opl_amplification"], rtol=0.05)
+
+
+def test_fit_in_chunks_equals_one_chunk_and_resumes_from_its_checkpoints(fit_problem, tmp_path):
+    params, state, movie, truth, targets = fit_problem
+    kwargs = dict(fields=("center_tau", "opl_amplification"), steps=7, learning_rate=0.05)
+    whole = retina.fit(params, state, movie, targets[0], chunk_steps=7, **kwargs)
+    chunked = retina.fit(params, state, movie, targets[0], chunk_steps=3, checkpoint_dir=tmp_path / "ck", **kwargs)
+    assert chunked.losses.shape == (7,) and np.all(np.isfinite(chunked.losses))
+    np.testing.assert_allclose(chunked.losses, whole.losses, rtol=1e-6)
+    np.testing.assert_allclose(float(chunked.params.center_tau), float(whole.params.center_tau), rtol=1e-6)
+    assert latest_step(tmp_path / "ck") == 3
+    resumed = retina.fit(params, state, movie, targets[0], chunk_steps=3, checkpoint_dir=tmp_path / "ck", **kwargs)
+    np.testing.assert_array_equal(resumed.losses, chunked.losses)
+    assert float(resumed.params.opl_amplification) == float(chunked.params.opl_amplification)
 
 
 def test_multistart_fit_through_the_sweep_keeps_the_best_start(fit_problem):

@@ -1,7 +1,7 @@
 """Fitting retina parameters to target responses by gradient descent (optax) through the whole cascade.
 
-:func:`fit` runs the whole optimisation as one compiled ``lax.scan`` over optimizer steps (one
-compilation, the loss history returned as an array); :func:`fit_function` returns that
+:func:`fit` runs the optimisation as compiled ``lax.scan`` chunks of optimizer steps (one
+compilation, a progress bar between chunks, optional checkpoints); :func:`fit_function` returns that
 optimisation as a pure function of the starting values, to ``vmap`` over cells or to run
 through :func:`vision_jax.sweep.sweep`; :func:`multistart_fit` does the latter, one sweep
 configuration per starting point, and keeps the best start of every cell.
@@ -16,6 +16,7 @@ import numpy as np
 from jax import lax
 
 from vision_jax._checks import check_array, check_int, check_positive
+from vision_jax.checkpoint import run_chunks
 from vision_jax.retina._model import PARAM_FIELDS, RetinaParams, RetinaState, blur_radii, run
 
 __all__ = ["fit", "fit_function", "multistart_fit", "FitResult", "MultistartResult"]
@@ -120,39 +121,55 @@ def fit_function(params: RetinaParams, state: RetinaState, movie, *, fields: Seq
         pred = _response(p, state, movie, output, chunk_size, radii, remat)
         return jnp.mean((pred - target) ** 2)
 
-    def optimise(start, target):
+    def init(start):
+        """The optimisation's carry ``(theta, optimizer state)`` at ``start`` (dict field -> value)."""
         theta = {f: to_theta[f](jnp.asarray(start[f], dtype)) for f in fields}
-
-        def one_step(carry, _):
-            th, o = carry
-            loss, grads = jax.value_and_grad(loss_fn)(th, target)
-            with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with float hyperparameters
-                upd, o = opt.update(grads, o, th)
-                th = optax.apply_updates(th, upd)
-            return (th, o), loss
-
         with jax.numpy_dtype_promotion("standard"):
-            opt_state = opt.init(theta)
-        (theta, _), losses = lax.scan(one_step, (theta, opt_state), None, length=steps)
-        return {f: from_theta[f](theta[f]) for f in fields}, losses
+            return theta, opt.init(theta)
+
+    def advance(carry, target, n: int, first=0):
+        """``n`` updates from step ``first``; steps from ``steps`` on are skipped (their loss is NaN)."""
+        def one_step(carry, j):
+            def update(carry):
+                th, o = carry
+                loss, grads = jax.value_and_grad(loss_fn)(th, target)
+                with jax.numpy_dtype_promotion("standard"):  # optax mixes its int32 step count with float hyperparameters
+                    upd, o = opt.update(grads, o, th)
+                    th = optax.apply_updates(th, upd)
+                return (th, o), loss
+
+            return lax.cond(first + j < steps, update, lambda c: (c, jnp.asarray(jnp.nan, dtype)), carry)
+
+        return lax.scan(one_step, carry, jnp.arange(n))
+
+    def finish(carry):
+        return {f: from_theta[f](carry[0][f]) for f in fields}
+
+    def optimise(start, target):
+        carry, losses = advance(init(start), target, steps)
+        return finish(carry), losses
 
     def loss_at(values, target):
         return loss_fn({f: to_theta[f](jnp.asarray(values[f], dtype)) for f in fields}, target)
 
     optimise.loss_at = loss_at
+    optimise.init, optimise.advance, optimise.finish = init, advance, finish
     return optimise
 
 
 def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequence[str], steps: int = 200,
         learning_rate: float = 0.05, output: str = "rates", batched: bool = False, chunk_size: int | None = None,
-        remat: bool = False, optimizer=None, radii: tuple | None = None) -> FitResult:
+        remat: bool = False, optimizer=None, radii: tuple | None = None, chunk_steps: int = 50,
+        checkpoint_dir=None, show_progress: bool | None = None) -> FitResult:
     """Fit ``fields`` of ``params`` so that ``run(params, state, movie)``'s ``output`` matches ``target``.
 
     Minimises the mean squared error with Adam (or ``optimizer``, an optax transformation) on the
     log of positive parameters (time constants, sigmas, gains) and on the value of the others.
     Gradients flow through the whole cascade and across chunk boundaries (``chunk_size``);
     ``remat`` recomputes steps in the backward pass to save memory. Spikes are off (rates only).
-    All ``steps`` run in one compiled call.
+    The steps run in compiled chunks of ``chunk_steps`` (one compilation) with a progress bar
+    between chunks; with ``checkpoint_dir`` every chunk is saved there and an interrupted fit
+    resumes from its last chunk when called again with the same arguments.
 
     Args:
       params: starting parameters; with ``batched`` the fitted fields are ``(n_cells,)`` arrays
@@ -165,10 +182,14 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
       radii: static blur sizes (:func:`blur_radii`); by default those of the starting values. The
         leaky-heat blur per step narrows as ``center_tau`` grows: pass the radii of the smallest
         time constant the fit may reach (and generate targets with the same radii).
+      chunk_steps: optimizer steps per compiled chunk (the results do not depend on it).
+      checkpoint_dir: folder for checkpoints (None: none).
+      show_progress: force the progress bar on or off (default: on when stderr is a terminal).
 
     Returns:
       :class:`FitResult` with the fitted params and the loss history.
     """
+    chunk_steps = check_int("chunk_steps", chunk_steps, min_value=1)
     fields, steps, movie, target, chunk_size = _check_common(fields, output, steps, learning_rate, movie, target, chunk_size)
     _check_target(target, output, movie, batched)
     n_cells = None
@@ -188,12 +209,27 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
     optimise = fit_function(base, state, movie, fields=fields, steps=steps, learning_rate=learning_rate, output=output,
                             chunk_size=chunk_size, remat=remat, optimizer=optimizer,
                             radii=blur_radii(params) if radii is None else radii)
+    size = min(chunk_steps, steps)
+
+    @jax.jit
+    def chunk(carry, i, target):
+        def one_cell(c, t):
+            return optimise.advance(c, t, size, i * size)
+
+        return jax.vmap(one_cell)(carry, target) if batched else one_cell(carry, target)
+
+    carry = (jax.vmap(optimise.init) if batched else optimise.init)(start)
+    fingerprint = {"fields": list(fields), "steps": steps, "chunk_steps": size, "learning_rate": float(learning_rate),
+                   "output": output, "batched": bool(batched), "movie_shape": list(movie.shape),
+                   "target_shape": list(target.shape), "optimizer": "adam" if optimizer is None else repr(optimizer)}
+    carry, losses = run_chunks(lambda c, i: chunk(c, i, target), carry, n_chunks=-(-steps // size),
+                               directory=checkpoint_dir, fingerprint=fingerprint, desc="retina fit",
+                               show_progress=show_progress)
+    losses = np.moveaxis(losses, 0, -2)  # (..., n_chunks, size): the cells first when batched
+    losses = losses.reshape(losses.shape[:-2] + (-1,))[..., :steps]
     if batched:
-        fitted, losses = jax.jit(jax.vmap(optimise))(start, target)
-        losses = jnp.sum(losses, axis=0)
-    else:
-        fitted, losses = jax.jit(optimise)(start, target)
-    return FitResult(params.replace(**fitted), np.asarray(losses))
+        losses = losses.sum(axis=0)
+    return FitResult(params.replace(**(jax.vmap(optimise.finish) if batched else optimise.finish)(carry)), losses)
 
 
 def multistart_fit(params: RetinaParams, state: RetinaState, movie, target, starts: dict, *, fields: Sequence[str],
