@@ -104,7 +104,10 @@ def fit_function(params: RetinaParams, state: RetinaState, movie, *, fields: Seq
     ``start`` and ``fitted`` are dicts field -> value in physical units; ``losses`` is the
     ``(steps,)`` history of the mean squared error before each update. The function is
     traceable: ``jit`` it, ``vmap`` it over cells or starting points, or call it inside a
-    :func:`vision_jax.sweep.sweep` function. Arguments as in :func:`fit`.
+    :func:`vision_jax.sweep.sweep` function. Arguments as in :func:`fit`. Its attributes
+    ``init(start) -> carry``, ``advance(carry, target, n, first) -> (carry, losses)`` and
+    ``finish(carry) -> fitted`` are the same optimisation in pieces (what :func:`fit` runs in chunks);
+    ``loss_at(values, target)`` is the loss at given values.
     """
     import optax
 
