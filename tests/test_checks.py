@@ -79,3 +79,11 @@ def test_check_key_accepts_typed_and_raw_keys():
 def test_check_key_errors(value, kwargs):
     with pytest.raises(TypeError, match="key: expected a single PRNG key"):
         _checks.check_key("key", value, **kwargs)
+
+
+def test_check_keys_gives_one_batch_axis():
+    assert _checks.check_keys("keys", jax.random.key(0)).shape == (1,)
+    assert _checks.check_keys("keys", jax.random.split(jax.random.key(0), 3)).shape == (3,)
+    assert _checks.check_keys("keys", jax.random.PRNGKey(0)).shape == (1, 2)
+    with pytest.raises(TypeError, match="keys: expected a PRNG key"):
+        _checks.check_keys("keys", jnp.zeros(3))

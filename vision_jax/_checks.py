@@ -23,6 +23,7 @@ __all__ = [
     "check_choice",
     "check_probability",
     "check_key",
+    "check_keys",
     "check_callable",
     "check_real",
 ]
@@ -152,16 +153,34 @@ def check_choice(name: str, value, choices):
     return value
 
 
+def _key_batch_ndim(key, allow_raw: bool):
+    """The number of batch axes of a typed PRNG key array (or, with ``allow_raw``, of raw ``uint32``
+    keys ``(..., 2)``); None when ``key`` is not keys."""
+    if not (isinstance(key, jax.Array) or is_traced(key)):
+        return None
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.ndim
+    if allow_raw and key.dtype == jnp.uint32 and key.ndim >= 1 and key.shape[-1] == 2:
+        return key.ndim - 1
+    return None
+
+
 def check_key(name: str, key, *, allow_raw: bool = True):
     """Require a single PRNG key: a typed key from ``jax.random.key`` or, with ``allow_raw``, a raw
     ``uint32`` key of shape ``(2,)`` from ``jax.random.PRNGKey``. Returns it unchanged."""
-    if isinstance(key, jax.Array) or is_traced(key):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-            if key.ndim == 0:
-                return key
-        elif allow_raw and key.shape == (2,) and key.dtype == jnp.uint32:
-            return key
-    raise TypeError(f"{name}: expected a single PRNG key from jax.random.key(seed), got {_describe(key)}")
+    if _key_batch_ndim(key, allow_raw) != 0:
+        raise TypeError(f"{name}: expected a single PRNG key from jax.random.key(seed), got {_describe(key)}")
+    return key
+
+
+def check_keys(name: str, keys, *, allow_raw: bool = True):
+    """Require one PRNG key or a ``(S,)`` batch of them (``jax.random.split``); returns the keys with
+    exactly one batch axis (raw keys ``(S, 2)``)."""
+    n = _key_batch_ndim(keys, allow_raw)
+    if n not in (0, 1):
+        raise TypeError(f"{name}: expected a PRNG key from jax.random.key(seed) or a (S,) array of them "
+                        f"(jax.random.split), got {_describe(keys)}")
+    return keys[None] if n == 0 else keys
 
 
 def check_callable(name: str, fn):

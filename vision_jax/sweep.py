@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from vision_jax._checks import check_int
+from vision_jax._checks import check_int, check_key
 
 __all__ = ["Grid", "SweepResult", "make_grid", "sweep", "sweep_mesh", "initialize_distributed"]
 
@@ -307,8 +307,7 @@ def sweep(
     n_seeds = check_int("n_seeds", n_seeds, min_value=1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, min_value=1)
-    if not (isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,))):
-        raise TypeError(f"key: expected a PRNG key from jax.random.key, got {type(key).__name__} {getattr(key, 'shape', '')}")
+    check_key("key", key)
     mesh = None
     if devices is not None:
         mesh = devices if isinstance(devices, Mesh) else sweep_mesh(devices)

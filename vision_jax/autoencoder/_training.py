@@ -195,10 +195,6 @@ def _check_training(optimizer, steps, batch_size):
     return check_int("steps", steps, min_value=1), check_int("batch_size", batch_size, min_value=1)
 
 
-def _check_key(key):
-    return check_key("key", key, allow_raw=False)
-
-
 _TRAINING_DOC = """
       key: a typed PRNG key (``jax.random.key``); step ``i`` draws its minibatch from ``fold_in(key, i)``.
       optimizer: an optax transformation, e.g. ``optax.sgd(1e-2, momentum=0.9)`` or ``optax.adam(3e-3)``;
@@ -229,7 +225,7 @@ def train_layer(params: AutoencoderParams, inputs, level: int, config: Autoencod
     _check_config(config)
     steps, batch_size = _check_training(optimizer, steps, batch_size)
     chunk_steps, save_every = _default_chunk(chunk_steps, save_every)
-    _check_key(key)
+    check_key("key", key, allow_raw=False)
     level = check_int("level", level, min_value=0, max_value=config.n_layers - 1)
     inputs = _check_input("inputs", inputs, config, level, scale=2)
     if inputs.ndim != 4:
@@ -256,7 +252,7 @@ def fine_tune(params: AutoencoderParams, images, config: AutoencoderConfig, *, k
     _check_config(config)
     steps, batch_size = _check_training(optimizer, steps, batch_size)
     chunk_steps, save_every = _default_chunk(chunk_steps, save_every)
-    _check_key(key)
+    check_key("key", key, allow_raw=False)
     images = _check_input("images", images, config, 0, scale=2**config.n_layers)
     weights = (1.0,) * config.n_layers if weights is None else tuple(float(check_nonnegative("weights", w)) for w in weights)
     if len(weights) != config.n_layers:
@@ -296,7 +292,7 @@ def train_greedy(params, images, config, *, key, optimizer, steps_per_layer: int
     _check_config(config)
     finetune_steps = check_int("finetune_steps", finetune_steps, min_value=0)
     images = _check_input("images", images, config, 0, scale=2**config.n_layers)
-    _check_key(key)
+    check_key("key", key, allow_raw=False)
     keys = jax.random.split(key, config.n_layers + 1)
     sub = (lambda name: None) if checkpoint_dir is None else (lambda name: Path(checkpoint_dir) / name)
     common = dict(batch_size=batch_size, chunk_steps=chunk_steps, save_every=save_every, fingerprint=fingerprint,

@@ -232,7 +232,7 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
     losses = losses.reshape(losses.shape[:-2] + (-1,))[..., :steps]
     if batched:
         losses = losses.sum(axis=0)
-    return FitResult(params.replace(**(jax.vmap(optimise.finish) if batched else optimise.finish)(carry)), losses)
+    return FitResult(params.replace(**optimise.finish(carry)), losses)  # finish is elementwise: cells or not
 
 
 def multistart_fit(params: RetinaParams, state: RetinaState, movie, target, starts: dict, *, fields: Sequence[str],

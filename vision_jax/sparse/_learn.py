@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from vision_jax._checks import check_array, check_choice, check_int, check_nonnegative, check_key, check_positive, check_probability
+from vision_jax._checks import check_array, check_choice, check_int, check_key, check_keys, check_nonnegative, check_positive, check_probability
 from vision_jax._compile import jit_with_cpu_options
 from vision_jax.sparse._homeostasis import HEH, HomeostasisState, entry_statistics, init_state, method_index, p_cum_error, update_from_statistics
 from vision_jax.sparse._mp import encode, encode_entries, to_dense
@@ -296,7 +296,7 @@ def learn_dictionaries(
     if isinstance(methods, str):
         methods = (methods,)
     idx = [method_index(m) for m in methods]
-    keys = _check_keys(keys)
+    keys = check_keys("keys", keys)
     n_seeds = keys.shape[0]
     dtype = patches.dtype
     k_init, k_run = (jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys) for i in range(2))
@@ -345,16 +345,6 @@ def learn_dictionaries(
 
     hist = jax.tree.map(lambda x: jnp.swapaxes(jnp.asarray(x), 0, 1).reshape(shape + (x.shape[0],) + x.shape[2:]), history)
     return LearnResult(split(state.dictionary), jax.tree.map(split, state.homeo), hist)
-
-
-def _check_keys(keys):
-    """``(S,)`` typed PRNG keys (or ``(S, 2)`` raw ones) from one key or several."""
-    if isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) and keys.ndim <= 1:
-        return keys.reshape(-1)
-    if isinstance(keys, jax.Array) and keys.dtype == jnp.uint32 and keys.ndim in (1, 2) and keys.shape[-1] == 2:
-        return keys.reshape(-1, 2)
-    raise TypeError(f"keys: expected a PRNG key from jax.random.key(seed) or a (S,) array of them "
-                    f"(jax.random.split), got {type(keys).__name__} {getattr(keys, 'shape', keys)!r}")
 
 
 def learn_dictionary(key, patches, *, homeostasis="HAP", **kwargs) -> LearnResult:

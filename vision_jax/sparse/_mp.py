@@ -211,14 +211,12 @@ def matching_pursuit(
             raise ValueError(f"p_cum: expected shape ({N}, nb_quant >= 2), got {tuple(p_cum.shape)}")
         _check_cumulative(p_cum)
         gain = jnp.ones((N,), x.dtype)
+    elif gain is None:
+        gain, p_cum = jnp.ones((N,), x.dtype), jnp.zeros((N, 2), x.dtype)
     else:
-        if gain is not None:
-            gain = check_array("gain", gain, shape=(N,)).astype(x.dtype)
-            if not is_traced(gain) and bool(np.any(np.asarray(gain) < 0)):
-                raise ValueError(f"gain: expected non-negative selection gains, got a minimum of {float(np.min(np.asarray(gain)))}")
-        else:
-            gain = jnp.ones((N,), x.dtype)
-        p_cum = jnp.zeros((N, 2), x.dtype)
+        gain, p_cum = check_array("gain", gain, shape=(N,)).astype(x.dtype), jnp.zeros((N, 2), x.dtype)
+        if not is_traced(gain) and bool(np.any(np.asarray(gain) < 0)):
+            raise ValueError(f"gain: expected non-negative selection gains, got a minimum of {float(np.min(np.asarray(gain)))}")
     if x.shape[0] == 0:
         return jnp.zeros((0, N), x.dtype)
     codes = (_matching_pursuit_heh if heh else _matching_pursuit)(x, dictionary, gain, p_cum, jnp.asarray(C, x.dtype), jnp.asarray(alpha, x.dtype), n_steps, heh, block_size)
