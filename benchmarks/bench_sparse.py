@@ -44,13 +44,14 @@ def main():
     corr = jax.jit(lambda a, b: a @ b.T)
     # inside a user's jit the pursuit compiles with the enclosing program, i.e. XLA's default CPU
     # options (a top-level call prefers 512-bit vectors for HEH: vision_jax/_compile.py)
-    heh_default = jax.jit(lambda a, pc: sparse.matching_pursuit(a, dj, S, p_cum=pc, alpha=0.95))
+    # (the dictionary is an argument: closed over, XLA would fold the Gram matrix at compile time)
+    heh_default = jax.jit(lambda a, dk, pc: sparse.matching_pursuit(a, dk, S, p_cum=pc, alpha=0.95))
     p_cum_j = jnp.asarray(p_cum)
     cases = {  # name -> (fn, patches per call); timed round-robin, best of --rounds
         "jax": (lambda: sparse.matching_pursuit(xj, dj, S).block_until_ready(), args.n),
         "numpy": (lambda: mp_numpy(x, d, S), args.n),
         "heh": (lambda: sparse.matching_pursuit(xj, dj, S, p_cum=p_cum_j, alpha=0.95).block_until_ready(), args.n),
-        "heh default": (lambda: heh_default(xj, p_cum_j).block_until_ready(), args.n),
+        "heh default": (lambda: heh_default(xj, dj, p_cum_j).block_until_ready(), args.n),
         "heh loop": (lambda: mp_heh_per_sample(x[:n_loop], d, S, p_cum), n_loop),
         "corr": (lambda: corr(xj, dj).block_until_ready(), args.n),
         "numpy corr": (lambda: x @ d.T, args.n),
