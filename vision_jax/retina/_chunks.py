@@ -19,6 +19,9 @@ def stream(params: RetinaParams, state: RetinaState, movie, chunk_size: int, *, 
     ``movie`` is a ``(T, H, W)`` array (numpy arrays stay on the host; one chunk at a time is moved)
     or an iterable of ``(t, H, W)`` chunks. Only one chunk of outputs lives at a time when
     ``reduce`` keeps less (e.g. ``lambda out: out.spikes.sum(0)``), so memory does not grow with ``T``.
+    On CPU, chunks whose outputs stay under 32 MB each (``chunk_size * 2 * H * W * 4`` bytes in
+    float32: 384 frames at 100x100) run faster: larger arrays are fresh pages from the system on
+    every call (measured at 100x100: 7,300 frames/s in chunks of 384, 5,400 in one of 2000).
     ``run_kwargs`` go to :func:`run` (by default each chunk runs the program :func:`run` picks for
     ``params``, e.g. without the adaptation blur when ``adaptation_amplification`` is 0).
     """
