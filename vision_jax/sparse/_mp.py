@@ -14,7 +14,10 @@ The coefficient added is ``alpha * c_{i*}`` when the selected score is positive.
 scores are all <= 0 (nothing left to explain with a positive coefficient) gets no further
 coefficient, where the reference implementation would add a non-positive one to atom 0.
 
-Speed: the batch is processed in blocks (``block_size`` samples) whose correlations stay in
+Speed: in float32 on CPU the pursuit runs as a native kernel (``vision_jax/_native``: one patch at
+a time, its correlations in L1 through all steps, the HEH lookup vectorised with hardware gathers;
+2.1-2.2x the pure-JAX program, the same entries). The pure-JAX program (other platforms, float64,
+``VISION_JAX_NATIVE=0``) processes the batch in blocks (``block_size`` samples) whose correlations stay in
 cache through all steps; the arg-max is computed as a max followed by a max over the matching
 indices, which XLA vectorises better on CPU than its generic arg-max reduction. The HEH lookup
 reads each coefficient's histogram segment (value and slope, packed as one complex number) with a
@@ -22,11 +25,14 @@ single gather: on CPU the gather, not the arithmetic, is what the HEH path costs
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from vision_jax import _native
 from vision_jax._checks import check_array, check_int, check_positive, is_traced
 from vision_jax._compile import jit_with_cpu_options
 
@@ -91,13 +97,8 @@ def _mp_block(c, G, gain, table, C, alpha, n_steps: int, heh):
     return idx, coef
 
 
-def encode_entries(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: int):
-    """Unchecked, traceable matching pursuit as entries: ``(idx, coef)``, each ``(K, n_steps)``.
-
-    Step ``s`` of sample ``k`` added ``coef[k, s]`` to atom ``idx[k, s]`` (an atom may appear more
-    than once in a row; a coefficient is 0 once nothing is left to explain). :func:`to_dense`
-    turns the entries into codes. ``heh`` may be traced (see :func:`_mp_block`).
-    """
+def _entries_xla(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: int):
+    """Pure-JAX pursuit (any platform and dtype): blocks of ``block_size`` samples, a scan over steps."""
     K, M = x.shape
     block_size = min(block_size, K)
     G = dictionary @ dictionary.T
@@ -113,6 +114,38 @@ def encode_entries(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, bloc
     idx = jnp.swapaxes(idx, 1, 2).reshape(-1, n_steps)[:K]
     coef = jnp.swapaxes(coef, 1, 2).reshape(-1, n_steps)[:K]
     return idx, coef
+
+
+def _entries_native(target, x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh):
+    """The same pursuit as one call of the native CPU kernel (``vision_jax/_native``), float32 only."""
+    K = x.shape[0]
+    f32 = jnp.float32
+    table = jnp.stack([p_cum[:, :-1], p_cum[:, 1:] - p_cum[:, :-1]], axis=-1)
+    scalars = jnp.stack([jnp.asarray(C, f32), jnp.asarray(alpha, f32), jnp.asarray(heh, f32)])
+    out = (jax.ShapeDtypeStruct((K, n_steps), jnp.int32), jax.ShapeDtypeStruct((K, n_steps), f32))
+    call = jax.ffi.ffi_call(target, out, vmap_method="sequential")
+    return call(x @ dictionary.T, dictionary @ dictionary.T, table, gain, scalars)
+
+
+def encode_entries(x, dictionary, gain, p_cum, C, alpha, n_steps: int, heh, block_size: int):
+    """Unchecked, traceable matching pursuit as entries: ``(idx, coef)``, each ``(K, n_steps)``.
+
+    Step ``s`` of sample ``k`` added ``coef[k, s]`` to atom ``idx[k, s]`` (an atom may appear more
+    than once in a row; a coefficient is 0 once nothing is left to explain). :func:`to_dense`
+    turns the entries into codes. ``heh`` may be traced (see :func:`_mp_block`).
+
+    In float32 on CPU the pursuit runs as a native kernel where one compiles (see
+    ``vision_jax._native``; the same entries, about twice as fast); elsewhere, and with
+    ``VISION_JAX_NATIVE=0``, as the blocked JAX program (``block_size`` samples per block).
+    """
+    args = (x, dictionary, gain, p_cum, C, alpha)
+    xla = functools.partial(_entries_xla, n_steps=n_steps, heh=heh, block_size=block_size)
+    if all(jnp.result_type(a) == jnp.float32 for a in (x, dictionary, gain, p_cum)):
+        target = _native.target("matching_pursuit")
+        if target is not None:
+            native = functools.partial(_entries_native, target, n_steps=n_steps, heh=heh)
+            return lax.platform_dependent(*args, cpu=native, default=xla)
+    return xla(*args)
 
 
 def to_dense(idx, coef, n_atoms: int):
