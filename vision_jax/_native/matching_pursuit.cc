@@ -36,12 +36,12 @@ void heh_scores(int64_t n, int64_t segments, const float* __restrict c,
     int32_t lo = std::min(static_cast<int32_t>(pos), last);
     float frac = pos - static_cast<float>(lo);
     int32_t j = static_cast<int32_t>(i) * row + lo;
-    uint64_t e = pairs[j];
-    float v, sl;
-    uint32_t lo_bits = static_cast<uint32_t>(e), hi_bits = static_cast<uint32_t>(e >> 32);
-    std::memcpy(&v, &lo_bits, 4);
-    std::memcpy(&sl, &hi_bits, 4);
-    q[i] = v + sl * frac;
+    const uint64_t segment = pairs[j];
+    const uint32_t value_bits = static_cast<uint32_t>(segment), slope_bits = static_cast<uint32_t>(segment >> 32);
+    float value, slope;
+    std::memcpy(&value, &value_bits, 4);
+    std::memcpy(&slope, &slope_bits, 4);
+    q[i] = value + slope * frac;
   }
 }
 
