@@ -29,7 +29,9 @@ import jaxlib
 
 __all__ = ["available", "target"]
 
-_SOURCES = {"matching_pursuit": ("matching_pursuit.cc", "VisionJaxMatchingPursuit")}
+# kernel name -> (source, {suffix: handler symbol}); a handler registers as vision_jax_<name>[_<suffix>]
+_SOURCES = {"matching_pursuit": ("matching_pursuit.cc", {"": "VisionJaxMatchingPursuit"}),
+            "retina": ("retina.cc", {"forward": "VisionJaxRetinaForward", "backward": "VisionJaxRetinaBackward"})}
 _BASE_FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-ffast-math"]
 # -ffast-math lets the compiler vectorise exp (glibc's libmvec) and the max reductions; inputs
 # are finite (checked by the public entry points)
@@ -83,10 +85,14 @@ def _compile(source: Path, out: Path, compiler: str) -> str | None:
 
 @functools.cache
 def target(name: str) -> str | None:
-    """The FFI target name of kernel ``name``, compiled and registered for CPU; None where unavailable."""
+    """The FFI target name of kernel ``name``, compiled and registered for CPU; None where unavailable.
+
+    A kernel with several handlers registers each as ``<target>_<suffix>`` (e.g. the retina's
+    ``vision_jax_retina_forward`` and ``vision_jax_retina_backward``).
+    """
     if not _enabled():
         return None
-    filename, symbol = _SOURCES[name]
+    filename, symbols = _SOURCES[name]
     source = Path(__file__).with_name(filename)
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None:
@@ -114,7 +120,9 @@ def target(name: str) -> str | None:
     try:
         lib = ctypes.cdll.LoadLibrary(str(library))
         ffi_name = f"vision_jax_{name}"
-        jax.ffi.register_ffi_target(ffi_name, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
+        for suffix, symbol in symbols.items():
+            jax.ffi.register_ffi_target(f"{ffi_name}_{suffix}" if suffix else ffi_name,
+                                        jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     except (OSError, AttributeError) as err:
         warnings.warn(f"vision_jax: the native {name} kernel could not be loaded from {library} ({err}); using the "
                       "pure-JAX implementation.", RuntimeWarning, stacklevel=3)

@@ -1,0 +1,765 @@
+// The retina cascade without spikes (vision_jax.retina._model._step with spikes off), stepped on CPU
+// one frame at a time, and its reverse-mode derivative written by hand. XLA runs each fused kernel
+// of a scan step separately, and at 50x50 a kernel does little work: the differentiated step is
+// about 120 kernels and 12 convolutions. Here a step is a few loops over maps that stay in cache,
+// and a parameter's cotangent is summed as it is produced.
+//
+// State: (S, H, W) maps, S = poles + 10: centre poles, undershoot low-pass, undershoot, surround,
+// I_OPL, bipolar V, adaptation g_A, transient low-pass, transient, ganglion input ON and OFF.
+// Scalars (17): OPL gain lambda_OPL / luminosity_range, the decays exp(-dt / tau) of the centre
+// pole, undershoot, surround, adaptation and transient, w_U, w_OPL, lambda'_OPL, g_A0, lambda_A,
+// w_G, v0, i0, lambda_G, g_L, refractory period. Taps: the 1-D blur weights of the centre,
+// surround, adaptation and pooling stages, concatenated (n_c, n_s, n_a, n_p taps; 0: no blur).
+// A blur's weights enter as the off-centre taps, the centre tap being 1 minus their sum (the
+// weights are normalised): the cotangent of a centre tap is 0, and an off-centre tap's sums
+// differences x[i + j] - x[i], which do not cancel as two large sums would in float32.
+//
+// The backward pass stores the state every `kSegment` steps, recomputes a segment's states, then
+// walks it backwards, recomputing each step's intermediate maps.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+constexpr int64_t kSegment = 32;
+constexpr int kScalars = 17;
+enum Scalar { kGain, kEc, kEu, kEs, kEa, kEt, kWu, kWo, kLb, kG0, kLa, kWg, kV0, kI0, kLg, kLeak, kRefr };
+enum Padding { kReflect = 0, kSymmetric = 1, kCircular = 2, kZero = 3 };
+
+// Source index of padded position p (in [-r, n + r)) or -1 (zero padding), as numpy.pad's modes.
+int source_index(int64_t p, int64_t n, int padding) {
+  if (p >= 0 && p < n) return static_cast<int>(p);
+  switch (padding) {
+    case kReflect: {
+      if (n == 1) return 0;
+      const int64_t period = 2 * n - 2;
+      int64_t q = ((p % period) + period) % period;
+      return static_cast<int>(q < n ? q : period - q);
+    }
+    case kSymmetric: {
+      const int64_t period = 2 * n;
+      int64_t q = ((p % period) + period) % period;
+      return static_cast<int>(q < n ? q : period - 1 - q);
+    }
+    case kCircular:
+      return static_cast<int>(((p % n) + n) % n);
+    default:
+      return -1;
+  }
+}
+
+// A separable blur of (H, W) maps by odd symmetric 1-D taps: z = (taps along H) x, y = (taps along W) z.
+template <typename T>
+struct Blur {
+  int64_t n = 0, r = 0, H = 0, W = 0;
+  const T* k = nullptr;
+  std::vector<int> mh, mw;          // source row / column of each padded position, or -1
+  std::vector<T> row, row2, rows;   // a padded row; another; padded rows (H + 2r, W)
+
+  void init(const T* taps, int64_t count, int64_t h, int64_t w, int padding) {
+    n = count, r = (count - 1) / 2, H = h, W = w, k = taps;
+    if (n == 0) return;
+    mh.resize(H + 2 * r), mw.resize(W + 2 * r);
+    for (int64_t p = 0; p < H + 2 * r; ++p) mh[p] = source_index(p - r, H, padding);
+    for (int64_t p = 0; p < W + 2 * r; ++p) mw[p] = source_index(p - r, W, padding);
+    row.assign(W + 2 * r, T(0)), row2.assign(W + 2 * r, T(0)), rows.assign((H + 2 * r) * W, T(0));
+  }
+
+  void pad_row(const T* src, T* dst) const {  // dst (W + 2r) from one row src (W)
+    for (int64_t p = 0; p < r; ++p) dst[p] = mw[p] < 0 ? T(0) : src[mw[p]];
+    std::memcpy(dst + r, src, W * sizeof(T));
+    for (int64_t p = W + r; p < W + 2 * r; ++p) dst[p] = mw[p] < 0 ? T(0) : src[mw[p]];
+  }
+
+  const T* source_row(const T* x, int64_t p) const { return mh[p] < 0 ? nullptr : x + mh[p] * W; }
+
+  // z = blur of x along H; y = blur of z along W. x, z, y: (H, W), distinct.
+  void forward(const T* __restrict x, T* __restrict z, T* __restrict y) {
+    for (int64_t h = 0; h < H; ++h) {
+      T* __restrict zr = z + h * W;
+      std::fill(zr, zr + W, T(0));
+      for (int64_t j = 0; j < n; ++j) {
+        const T* __restrict xr = source_row(x, h + j);
+        if (!xr) continue;
+        const T kj = k[j];
+        for (int64_t w = 0; w < W; ++w) zr[w] += kj * xr[w];
+      }
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      pad_row(z + h * W, row.data());
+      const T* __restrict b = row.data();
+      T* __restrict yr = y + h * W;
+      std::fill(yr, yr + W, T(0));
+      for (int64_t j = 0; j < n; ++j) {
+        const T kj = k[j];
+        for (int64_t w = 0; w < W; ++w) yr[w] += kj * b[w + j];
+      }
+    }
+  }
+
+  // Given x and z = forward's intermediate, and gy the cotangent of y: gx (written) and the
+  // off-centre taps' cotangents added to dk (n entries; the centre one is left alone).
+  void backward(const T* __restrict x, const T* __restrict z, const T* __restrict gy, T* __restrict gz,
+                T* __restrict gx, double* dk) {
+    std::vector<T> acc(n, T(0));
+    for (int64_t h = 0; h < H; ++h) {  // along W: transpose and taps
+      const T* __restrict zr = z + h * W;
+      const T* __restrict g = gy + h * W;
+      pad_row(zr, row.data());
+      const T* __restrict b = row.data();
+      for (int64_t j = 0; j < n; ++j) {
+        if (j == r) continue;
+        T s = T(0);
+        for (int64_t w = 0; w < W; ++w) s += g[w] * (b[w + j] - zr[w]);
+        acc[j] += s;
+      }
+      T* __restrict c = row2.data();
+      std::fill(c, c + W + 2 * r, T(0));
+      for (int64_t j = 0; j < n; ++j) {
+        const T kj = k[j];
+        for (int64_t w = 0; w < W; ++w) c[w + j] += kj * g[w];
+      }
+      T* __restrict gr = gz + h * W;
+      std::memcpy(gr, c + r, W * sizeof(T));
+      for (int64_t p = 0; p < r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
+      for (int64_t p = W + r; p < W + 2 * r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
+    }
+    T* __restrict pr = rows.data();  // along H
+    std::fill(pr, pr + (H + 2 * r) * W, T(0));
+    for (int64_t h = 0; h < H; ++h) {
+      const T* __restrict g = gz + h * W;
+      const T* __restrict xr0 = x + h * W;
+      for (int64_t j = 0; j < n; ++j) {
+        const T kj = k[j];
+        T* __restrict dst = pr + (h + j) * W;
+        for (int64_t w = 0; w < W; ++w) dst[w] += kj * g[w];
+        if (j == r) continue;
+        const T* __restrict xr = source_row(x, h + j);
+        T s = T(0);
+        if (xr) {
+          for (int64_t w = 0; w < W; ++w) s += g[w] * (xr[w] - xr0[w]);
+        } else {
+          for (int64_t w = 0; w < W; ++w) s -= g[w] * xr0[w];
+        }
+        acc[j] += s;
+      }
+    }
+    std::memcpy(gx, pr + r * W, H * W * sizeof(T));
+    for (int64_t p = 0; p < H + 2 * r; ++p) {
+      if ((p >= r && p < H + r) || mh[p] < 0) continue;
+      T* __restrict dst = gx + mh[p] * W;
+      const T* __restrict src = pr + p * W;
+      for (int64_t w = 0; w < W; ++w) dst[w] += src[w];
+    }
+    for (int64_t j = 0; j < n; ++j) dk[j] += static_cast<double>(acc[j]);
+  }
+};
+
+struct Config {
+  int64_t T = 0, H = 0, W = 0, poles = 1;
+  bool leaky = false, undershoot = true, lag = true;
+  int padding = kSymmetric;
+  int64_t taps[4] = {0, 0, 0, 0};  // centre, surround, adaptation, pool
+  double dt = 0.001;
+  int64_t maps() const { return poles + 10; }
+};
+
+// Intermediate maps of one step (what its derivative needs beyond the old and new states).
+template <typename T>
+struct Work {
+  int64_t HW;
+  std::vector<T> drive, cz, cin, spre, sz, sb, ar, az, aq, rect, pz, gtmp, gtmp2, gc, gu, gblur;
+  explicit Work(int64_t hw)
+      : HW(hw), drive(hw), cz(hw), cin(hw), spre(hw), sz(hw), sb(hw), ar(hw), az(hw), aq(hw), rect(2 * hw),
+        pz(2 * hw), gtmp(2 * hw), gtmp2(2 * hw), gc(hw), gu(hw), gblur(hw) {}
+};
+
+template <typename T>
+struct Model {
+  Config cfg;
+  T s[kScalars];
+  Blur<T> blur[4];
+  int64_t HW, S;
+  // state map indices
+  int64_t iULP, iU, iS, iI, iV, iGA, iTLP, iVT, iCUR;
+
+  Model(const Config& c, const T* scalars, const T* taps) : cfg(c) {
+    for (int i = 0; i < kScalars; ++i) s[i] = scalars[i];
+    HW = c.H * c.W, S = c.maps();
+    int64_t offset = 0;
+    for (int b = 0; b < 4; ++b) {
+      blur[b].init(taps + offset, c.taps[b], c.H, c.W, c.padding);
+      offset += c.taps[b];
+    }
+    iULP = c.poles, iU = iULP + 1, iS = iU + 1, iI = iS + 1, iV = iI + 1, iGA = iV + 1, iTLP = iGA + 1,
+    iVT = iTLP + 1, iCUR = iVT + 1;
+  }
+
+  bool has(int b) const { return cfg.taps[b] > 0; }
+
+  // One step: state `o` -> `nw`, frame L (H, W); intermediates into w; outputs where non-null.
+  void step(const T* __restrict o, T* __restrict nw, const T* __restrict L, Work<T>& w, T* rates, T* opl,
+            T* bip, T* adapt, T* cur) {
+    const int64_t n = HW;
+    const T gain = s[kGain], ec = s[kEc], eu = s[kEu], es = s[kEs], ea = s[kEa], et = s[kEt];
+    auto O = [&](int64_t m) { return o + m * n; };
+    auto N = [&](int64_t m) { return nw + m * n; };
+    T* __restrict d = w.drive.data();
+    for (int64_t i = 0; i < n; ++i) d[i] = gain * L[i];
+    const int64_t last = cfg.poles - 1;
+    // 1. OPL
+    if (cfg.leaky) {
+      T* __restrict a = w.cin.data();
+      const T* __restrict c0 = O(0);
+      for (int64_t i = 0; i < n; ++i) a[i] = d[i] + ec * (c0[i] - d[i]);
+      blur[0].forward(a, w.cz.data(), N(0));
+    } else {
+      const T* x = d;
+      if (has(0)) {
+        blur[0].forward(d, w.cz.data(), w.cin.data());
+        x = w.cin.data();
+      }
+      for (int64_t p = 0; p < cfg.poles; ++p) {
+        const T* __restrict cp = O(p);
+        T* __restrict y = N(p);
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] + ec * (cp[i] - x[i]);
+        x = y;
+      }
+    }
+    const T* c = N(last);
+    if (cfg.undershoot) {
+      const T* __restrict xu = cfg.lag ? O(last) : c;
+      const T* __restrict ulp = O(iULP);
+      T* __restrict nulp = N(iULP);
+      T* __restrict u = N(iU);
+      const T wu = s[kWu];
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = xu[i] + eu * (ulp[i] - xu[i]);
+        nulp[i] = v;
+        u[i] = xu[i] - wu * v;
+      }
+    } else {
+      std::memcpy(N(iULP), O(iULP), n * sizeof(T));
+      std::memcpy(N(iU), c, n * sizeof(T));
+    }
+    const T* xs = cfg.lag ? (cfg.undershoot ? O(iU) : O(last)) : N(iU);
+    {
+      const T* __restrict so = O(iS);
+      T* __restrict sn = N(iS);
+      if (cfg.leaky) {
+        T* __restrict a = w.spre.data();
+        for (int64_t i = 0; i < n; ++i) a[i] = xs[i] + es * (so[i] - xs[i]);
+        blur[1].forward(a, w.sz.data(), sn);
+      } else {
+        const T* b = xs;
+        if (has(1)) {
+          blur[1].forward(xs, w.sz.data(), w.sb.data());
+          b = w.sb.data();
+        }
+        for (int64_t i = 0; i < n; ++i) sn[i] = b[i] + es * (so[i] - b[i]);
+      }
+      const T* __restrict u = N(iU);
+      T* __restrict io = N(iI);
+      const T wo = s[kWo];
+      for (int64_t i = 0; i < n; ++i) io[i] = u[i] - wo * sn[i];
+    }
+    // 2. contrast gain control
+    {
+      const T* __restrict xb = cfg.lag ? O(iI) : N(iI);
+      const T* __restrict vo = O(iV);
+      const T* __restrict gao = O(iGA);
+      T* __restrict vn = N(iV);
+      const T lb = s[kLb], g0 = s[kG0], mdt = static_cast<T>(-cfg.dt);
+      for (int64_t i = 0; i < n; ++i) {
+        const T g = g0 + gao[i];
+        const T vinf = lb * xb[i] / g;
+        vn[i] = (vo[i] - vinf) * std::exp(mdt * g) + vinf;
+      }
+      const T* __restrict xa = cfg.lag ? vo : vn;
+      T* __restrict ar = w.ar.data();
+      const T la = s[kLa];
+      for (int64_t i = 0; i < n; ++i) ar[i] = la * xa[i] * xa[i];
+      const T* q = ar;
+      if (has(2)) {
+        blur[2].forward(ar, w.az.data(), w.aq.data());
+        q = w.aq.data();
+      }
+      T* __restrict gan = N(iGA);
+      for (int64_t i = 0; i < n; ++i) gan[i] = q[i] + ea * (gao[i] - q[i]);
+    }
+    // 3. ganglion input
+    {
+      const T* __restrict xt = cfg.lag ? O(iV) : N(iV);
+      const T* __restrict tlo = O(iTLP);
+      T* __restrict tln = N(iTLP);
+      T* __restrict vt = N(iVT);
+      const T wg = s[kWg];
+      for (int64_t i = 0; i < n; ++i) {
+        const T v = xt[i] + et * (tlo[i] - xt[i]);
+        tln[i] = v;
+        vt[i] = xt[i] - wg * v;
+      }
+      const T* __restrict xn = cfg.lag ? O(iVT) : vt;
+      const T v0 = s[kV0], i0 = s[kI0], lg = s[kLg];
+      T* __restrict rect = has(3) ? w.rect.data() : N(iCUR);
+      for (int64_t ch = 0; ch < 2; ++ch) {
+        const T sign = ch == 0 ? T(1) : T(-1);
+        T* __restrict out = rect + ch * n;
+        for (int64_t i = 0; i < n; ++i) {
+          const T z = sign * xn[i] - v0;
+          const T below = i0 * i0 / (i0 - lg * std::min(z, T(0)));
+          out[i] = z < T(0) ? below : i0 + lg * z;
+        }
+        if (has(3)) blur[3].forward(out, w.pz.data() + ch * n, N(iCUR) + ch * n);
+      }
+    }
+    // 4. rates
+    const T* __restrict xi = cfg.lag ? O(iCUR) : N(iCUR);
+    if (rates) {
+      const T leak = s[kLeak], refr = s[kRefr], thr = leak * static_cast<T>(1 + 1e-6);
+      for (int64_t i = 0; i < 2 * n; ++i) {
+        const T x = std::max(xi[i], thr);
+        const T isi = refr + std::log(x / (x - leak)) / leak;
+        rates[i] = xi[i] > thr ? T(1) / isi : T(0);
+      }
+    }
+    if (opl) std::memcpy(opl, N(iI), n * sizeof(T));
+    if (bip) std::memcpy(bip, N(iV), n * sizeof(T));
+    if (adapt) std::memcpy(adapt, N(iGA), n * sizeof(T));
+    if (cur) std::memcpy(cur, N(iCUR), 2 * n * sizeof(T));
+  }
+
+  // The derivative of step(o) -> nw. `g` (S maps) holds the cotangent of the new state with the
+  // outputs' cotangents added, and is used as scratch; `h` (S maps) receives the cotangent of the
+  // old state (overwritten); gL the frame's; acc the scalars' (added to), dk the taps' (added to).
+  void adjoint(const T* __restrict o, const T* __restrict nw, const T* __restrict L, Work<T>& w,
+               const T* grates, T* __restrict g, T* __restrict h, T* __restrict gL, double* acc, double* dk) {
+    const int64_t n = HW;
+    auto O = [&](int64_t m) { return o + m * n; };
+    auto N = [&](int64_t m) { return nw + m * n; };
+    auto G = [&](int64_t m) { return g + m * n; };
+    auto Hm = [&](int64_t m) { return h + m * n; };
+    std::fill(h, h + S * n, T(0));
+    const int64_t last = cfg.poles - 1;
+    int64_t tap_offset[4];
+    for (int b = 0, off = 0; b < 4; off += cfg.taps[b], ++b) tap_offset[b] = off;
+    // 4. rates
+    if (grates) {
+      const T* __restrict xi = cfg.lag ? O(iCUR) : N(iCUR);
+      T* __restrict gx = cfg.lag ? Hm(iCUR) : G(iCUR);
+      const T leak = s[kLeak], refr = s[kRefr], thr = leak * static_cast<T>(1 + 1e-6);
+      T a_leak = 0, a_refr = 0;
+      for (int64_t i = 0; i < 2 * n; ++i) {
+        const T x = std::max(xi[i], thr);
+        const T f = std::log(x / (x - leak));
+        const T rate = T(1) / (refr + f / leak);
+        const T gi = xi[i] > thr ? -grates[i] * rate * rate : T(0);
+        gx[i] -= gi / (x * (x - leak));
+        a_leak += gi * (T(1) / ((x - leak) * leak) - f / (leak * leak));
+        a_refr += gi;
+      }
+      acc[kLeak] += a_leak, acc[kRefr] += a_refr;
+    }
+    // 3. pooling, rectification, transient
+    {
+      const T* gN = G(iCUR);
+      if (has(3)) {
+        for (int64_t ch = 0; ch < 2; ++ch)
+          blur[3].backward(w.rect.data() + ch * n, w.pz.data() + ch * n, G(iCUR) + ch * n, w.gtmp2.data(),
+                           w.gtmp.data() + ch * n, dk + tap_offset[3]);
+        gN = w.gtmp.data();
+      }
+      const T* __restrict xn = cfg.lag ? O(iVT) : N(iVT);
+      T* __restrict gxn = cfg.lag ? Hm(iVT) : G(iVT);
+      const T v0 = s[kV0], i0 = s[kI0], lg = s[kLg];
+      T a_v0 = 0, a_i0 = 0, a_lg = 0;
+      for (int64_t ch = 0; ch < 2; ++ch) {
+        const T sign = ch == 0 ? T(1) : T(-1);
+        const T* __restrict gn = gN + ch * n;
+        for (int64_t i = 0; i < n; ++i) {
+          const T z = sign * xn[i] - v0;
+          const T D = i0 - lg * std::min(z, T(0));
+          const T q = i0 / D;
+          const bool below = z < T(0);
+          const T dz = below ? lg * q * q : lg;  // dN/dz; dN/dv0 = -dN/dz
+          const T di0 = below ? q * (T(2) - q) : T(1);
+          const T dlg = below ? q * q * z : z;
+          a_v0 -= gn[i] * dz;
+          a_i0 += gn[i] * di0;
+          a_lg += gn[i] * dlg;
+          gxn[i] += sign * gn[i] * dz;
+        }
+      }
+      acc[kV0] += a_v0, acc[kI0] += a_i0, acc[kLg] += a_lg;
+      const T* __restrict gvt = G(iVT);
+      const T* __restrict gtl = G(iTLP);
+      const T* __restrict tln = N(iTLP);
+      const T* __restrict tlo = O(iTLP);
+      const T* __restrict xt = cfg.lag ? O(iV) : N(iV);
+      T* __restrict gxt = cfg.lag ? Hm(iV) : G(iV);
+      T* __restrict htl = Hm(iTLP);
+      const T wg = s[kWg], et = s[kEt];
+      T a_wg = 0, a_et = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const T gl = gtl[i] - wg * gvt[i];
+        a_wg -= gvt[i] * tln[i];
+        gxt[i] += gvt[i] + (T(1) - et) * gl;
+        htl[i] += et * gl;
+        a_et += gl * (tlo[i] - xt[i]);
+      }
+      acc[kWg] += a_wg, acc[kEt] += a_et;
+    }
+    // 2. adaptation, then the bipolar potential
+    {
+      const T* __restrict gga = G(iGA);
+      const T* __restrict gao = O(iGA);
+      const T* __restrict q = has(2) ? w.aq.data() : w.ar.data();
+      T* __restrict hga = Hm(iGA);
+      T* __restrict gq = w.gtmp.data();
+      const T ea = s[kEa];
+      T a_ea = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        gq[i] = (T(1) - ea) * gga[i];
+        hga[i] += ea * gga[i];
+        a_ea += gga[i] * (gao[i] - q[i]);
+      }
+      acc[kEa] += a_ea;
+      const T* gr = gq;
+      if (has(2)) {
+        blur[2].backward(w.ar.data(), w.az.data(), gq, w.gtmp2.data(), w.gblur.data(), dk + tap_offset[2]);
+        gr = w.gblur.data();
+      }
+      const T* __restrict xa = cfg.lag ? O(iV) : N(iV);
+      T* __restrict gxa = cfg.lag ? Hm(iV) : G(iV);
+      const T la = s[kLa];
+      T a_la = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        a_la += gr[i] * xa[i] * xa[i];
+        gxa[i] += T(2) * la * gr[i] * xa[i];
+      }
+      acc[kLa] += a_la;
+      const T* __restrict gv = G(iV);
+      const T* __restrict vo = O(iV);
+      const T* __restrict xb = cfg.lag ? O(iI) : N(iI);
+      T* __restrict hv = Hm(iV);
+      T* __restrict gxb = cfg.lag ? Hm(iI) : G(iI);
+      const T lb = s[kLb], g0 = s[kG0], dt = static_cast<T>(cfg.dt);
+      T a_lb = 0, a_g0 = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const T gg0 = g0 + gao[i];
+        const T inv = T(1) / gg0;
+        const T vinf = lb * xb[i] * inv;
+        const T E = std::exp(-dt * gg0);
+        hv[i] += gv[i] * E;
+        const T gvinf = gv[i] * (T(1) - E);
+        const T gg = -gv[i] * (vo[i] - vinf) * dt * E - gvinf * vinf * inv;
+        a_lb += gvinf * xb[i] * inv;
+        gxb[i] += gvinf * lb * inv;
+        a_g0 += gg;
+        hga[i] += gg;
+      }
+      acc[kLb] += a_lb, acc[kG0] += a_g0;
+    }
+    // 1. OPL
+    {
+      const T* __restrict gi = G(iI);
+      const T* __restrict gs0 = G(iS);
+      const T* __restrict sn = N(iS);
+      const T* __restrict so = O(iS);
+      T* __restrict hs = Hm(iS);
+      T* __restrict gu = w.gu.data();
+      T* __restrict gsx = w.gtmp.data();  // the cotangent that reaches the surround's input
+      const T wo = s[kWo], es = s[kEs];
+      T a_wo = 0, a_es = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        gu[i] = gi[i];
+        a_wo -= gi[i] * sn[i];
+        gsx[i] = gs0[i] - wo * gi[i];  // cotangent of the new surround map
+      }
+      const T* xs = cfg.lag ? (cfg.undershoot ? O(iU) : O(last)) : N(iU);
+      T* gxs_target = cfg.lag ? (cfg.undershoot ? Hm(iU) : Hm(last)) : gu;
+      T* __restrict gxs = w.gblur.data();
+      if (cfg.leaky) {
+        blur[1].backward(w.spre.data(), w.sz.data(), gsx, w.gtmp2.data(), gxs, dk + tap_offset[1]);
+        for (int64_t i = 0; i < n; ++i) {
+          const T ga = gxs[i];
+          hs[i] += es * ga;
+          a_es += ga * (so[i] - xs[i]);
+          gxs[i] = (T(1) - es) * ga;
+        }
+      } else {
+        const T* __restrict b = has(1) ? w.sb.data() : xs;
+        for (int64_t i = 0; i < n; ++i) {
+          hs[i] += es * gsx[i];
+          a_es += gsx[i] * (so[i] - b[i]);
+          gsx[i] *= (T(1) - es);
+        }
+        if (has(1)) {
+          blur[1].backward(xs, w.sz.data(), gsx, w.gtmp2.data(), gxs, dk + tap_offset[1]);
+        } else {
+          std::memcpy(gxs, gsx, n * sizeof(T));
+        }
+      }
+      for (int64_t i = 0; i < n; ++i) gxs_target[i] += gxs[i];
+      acc[kWo] += a_wo, acc[kEs] += a_es;
+    }
+    T* __restrict gc = w.gc.data();  // the cotangent of the centre's output c (beyond its state's)
+    std::fill(gc, gc + n, T(0));
+    {
+      const T* __restrict gu = w.gu.data();
+      const T* __restrict gU = G(iU);
+      if (cfg.undershoot) {
+        const T* __restrict xu = cfg.lag ? O(last) : N(last);
+        const T* __restrict ulo = O(iULP);
+        const T* __restrict uln = N(iULP);
+        const T* __restrict gul = G(iULP);
+        T* __restrict hul = Hm(iULP);
+        T* __restrict gxu = cfg.lag ? Hm(last) : gc;
+        const T wu = s[kWu], eu = s[kEu];
+        T a_wu = 0, a_eu = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const T gut = gU[i] + gu[i];
+          const T gl = gul[i] - wu * gut;
+          a_wu -= gut * uln[i];
+          gxu[i] += gut + (T(1) - eu) * gl;
+          hul[i] += eu * gl;
+          a_eu += gl * (ulo[i] - xu[i]);
+        }
+        acc[kWu] += a_wu, acc[kEu] += a_eu;
+      } else {
+        for (int64_t i = 0; i < n; ++i) gc[i] = gU[i] + gu[i];
+        std::memcpy(Hm(iULP), G(iULP), n * sizeof(T));
+      }
+    }
+    // the centre
+    const T ec = s[kEc], gain = s[kGain];
+    T a_ec = 0, a_gain = 0;
+    T* __restrict gd = w.gtmp.data();
+    if (cfg.leaky) {
+      const T* __restrict gC = G(0);
+      for (int64_t i = 0; i < n; ++i) gc[i] += gC[i];
+      T* __restrict ga = w.gblur.data();
+      blur[0].backward(w.cin.data(), w.cz.data(), gc, w.gtmp2.data(), ga, dk + tap_offset[0]);
+      const T* __restrict c0 = O(0);
+      const T* __restrict d = w.drive.data();
+      T* __restrict h0 = Hm(0);
+      for (int64_t i = 0; i < n; ++i) {
+        h0[i] += ec * ga[i];
+        a_ec += ga[i] * (c0[i] - d[i]);
+        gd[i] = (T(1) - ec) * ga[i];
+      }
+    } else {
+      T* __restrict gy = gc;  // the cotangent of pole p's new value
+      const T* __restrict gl = G(last);
+      for (int64_t i = 0; i < n; ++i) gy[i] += gl[i];
+      for (int64_t p = last; p >= 0; --p) {
+        const T* __restrict x = p > 0 ? N(p - 1) : (has(0) ? w.cin.data() : w.drive.data());
+        const T* __restrict cp = O(p);
+        T* __restrict hp = Hm(p);
+        const T* __restrict gprev = p > 0 ? G(p - 1) : nullptr;
+        for (int64_t i = 0; i < n; ++i) {
+          hp[i] += ec * gy[i];
+          a_ec += gy[i] * (cp[i] - x[i]);
+          gy[i] = (T(1) - ec) * gy[i] + (gprev ? gprev[i] : T(0));
+        }
+      }
+      if (has(0)) {
+        blur[0].backward(w.drive.data(), w.cz.data(), gy, w.gtmp2.data(), gd, dk + tap_offset[0]);
+      } else {
+        std::memcpy(gd, gy, n * sizeof(T));
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      a_gain += gd[i] * L[i];
+      gL[i] = gain * gd[i];
+    }
+    acc[kEc] += a_ec, acc[kGain] += a_gain;
+  }
+};
+
+Config read_config(int64_t T, int64_t H, int64_t W, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
+                   int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
+  Config c;
+  c.T = T, c.H = H, c.W = W, c.poles = poles, c.leaky = leaky != 0, c.undershoot = undershoot != 0, c.lag = lag != 0;
+  c.padding = static_cast<int>(padding), c.dt = dt;
+  c.taps[0] = n_c, c.taps[1] = n_s, c.taps[2] = n_a, c.taps[3] = n_p;
+  return c;
+}
+
+template <typename T>
+T* data_or_null(ffi::Result<ffi::AnyBuffer>& b) {
+  return b->element_count() == 0 ? nullptr : static_cast<T*>(b->untyped_data());
+}
+
+template <typename T>
+const T* data_or_null(const ffi::AnyBuffer& b) {
+  return b.element_count() == 0 ? nullptr : static_cast<const T*>(b.untyped_data());
+}
+
+template <typename T>
+void forward(const Config& c, const T* movie, const T* state, const T* scalars, const T* taps, T* state_out, T* rates,
+             T* opl, T* bip, T* adapt, T* cur) {
+  Model<T> m(c, scalars, taps);
+  const int64_t n = m.HW, S = m.S;
+  Work<T> w(n);
+  std::vector<T> a(state, state + S * n), b(S * n);
+  for (int64_t t = 0; t < c.T; ++t) {
+    m.step(a.data(), b.data(), movie + t * n, w, rates ? rates + t * 2 * n : nullptr, opl ? opl + t * n : nullptr,
+           bip ? bip + t * n : nullptr, adapt ? adapt + t * n : nullptr, cur ? cur + t * 2 * n : nullptr);
+    a.swap(b);
+  }
+  std::memcpy(state_out, a.data(), S * n * sizeof(T));
+}
+
+template <typename T>
+void backward(const Config& c, const T* movie, const T* state, const T* scalars, const T* taps, const T* g_state,
+              const T* g_rates, const T* g_opl, const T* g_bip, const T* g_adapt, const T* g_cur, T* g_movie,
+              T* g_state0, T* g_scalars, T* g_taps) {
+  Model<T> m(c, scalars, taps);
+  const int64_t n = m.HW, S = m.S, sn = S * n;
+  Work<T> w(n);
+  const int64_t segments = (c.T + kSegment - 1) / kSegment;
+  std::vector<T> checkpoints(std::max<int64_t>(segments, 1) * sn), states((kSegment + 1) * sn);
+  {  // the states at the segments' starts
+    std::vector<T> a(state, state + sn), b(sn);
+    for (int64_t t = 0; t < (segments - 1) * kSegment; ++t) {
+      if (t % kSegment == 0) std::memcpy(checkpoints.data() + (t / kSegment) * sn, a.data(), sn * sizeof(T));
+      m.step(a.data(), b.data(), movie + t * n, w, nullptr, nullptr, nullptr, nullptr, nullptr);
+      a.swap(b);
+    }
+    if (segments > 0) std::memcpy(checkpoints.data() + (segments - 1) * sn, a.data(), sn * sizeof(T));
+  }
+  std::vector<T> g(g_state, g_state + sn), hnew(sn), gnew(sn);
+  std::vector<double> acc(kScalars, 0.0), dk(c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3] + 1, 0.0);
+  for (int64_t seg = segments - 1; seg >= 0; --seg) {
+    const int64_t t0 = seg * kSegment, t1 = std::min(c.T, t0 + kSegment);
+    std::memcpy(states.data(), checkpoints.data() + seg * sn, sn * sizeof(T));
+    for (int64_t t = t0; t < t1; ++t)
+      m.step(states.data() + (t - t0) * sn, states.data() + (t - t0 + 1) * sn, movie + t * n, w, nullptr, nullptr,
+             nullptr, nullptr, nullptr);
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const T* o = states.data() + (t - t0) * sn;
+      T* nw = states.data() + (t - t0 + 1) * sn;
+      m.step(o, nw, movie + t * n, w, nullptr, nullptr, nullptr, nullptr, nullptr);  // the step's intermediates
+      auto add = [&](const T* src, int64_t map, int64_t count) {
+        if (!src) return;
+        T* dst = g.data() + map * n;
+        for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+      };
+      add(g_opl ? g_opl + t * n : nullptr, m.iI, n);
+      add(g_bip ? g_bip + t * n : nullptr, m.iV, n);
+      add(g_adapt ? g_adapt + t * n : nullptr, m.iGA, n);
+      add(g_cur ? g_cur + t * 2 * n : nullptr, m.iCUR, 2 * n);
+      m.adjoint(o, nw, movie + t * n, w, g_rates ? g_rates + t * 2 * n : nullptr, g.data(), hnew.data(),
+                g_movie + t * n, acc.data(), dk.data());
+      g.swap(hnew);
+    }
+  }
+  std::memcpy(g_state0, g.data(), sn * sizeof(T));
+  for (int i = 0; i < kScalars; ++i) g_scalars[i] = static_cast<T>(acc[i]);
+  const int64_t n_taps = c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3];
+  for (int64_t j = 0; j < n_taps; ++j) g_taps[j] = static_cast<T>(dk[j]);
+}
+
+ffi::Error Forward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
+                   ffi::Result<ffi::AnyBuffer> state_out, ffi::Result<ffi::AnyBuffer> rates,
+                   ffi::Result<ffi::AnyBuffer> opl, ffi::Result<ffi::AnyBuffer> bip, ffi::Result<ffi::AnyBuffer> adapt,
+                   ffi::Result<ffi::AnyBuffer> cur, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
+                   int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
+  const auto d = movie.dimensions();
+  if (d.size() != 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
+  const Config c = read_config(d[0], d[1], d[2], poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
+  if (static_cast<int64_t>(state.element_count()) != c.maps() * c.H * c.W)
+    return ffi::Error::InvalidArgument("retina: state must be (poles + 10, H, W)");
+  if (movie.element_type() == ffi::DataType::F32) {
+    forward<float>(c, static_cast<const float*>(movie.untyped_data()), static_cast<const float*>(state.untyped_data()),
+                   static_cast<const float*>(scalars.untyped_data()), static_cast<const float*>(taps.untyped_data()),
+                   static_cast<float*>(state_out->untyped_data()), data_or_null<float>(rates),
+                   data_or_null<float>(opl), data_or_null<float>(bip), data_or_null<float>(adapt),
+                   data_or_null<float>(cur));
+  } else if (movie.element_type() == ffi::DataType::F64) {
+    forward<double>(c, static_cast<const double*>(movie.untyped_data()),
+                    static_cast<const double*>(state.untyped_data()), static_cast<const double*>(scalars.untyped_data()),
+                    static_cast<const double*>(taps.untyped_data()), static_cast<double*>(state_out->untyped_data()),
+                    data_or_null<double>(rates), data_or_null<double>(opl), data_or_null<double>(bip),
+                    data_or_null<double>(adapt), data_or_null<double>(cur));
+  } else {
+    return ffi::Error::InvalidArgument("retina: expected float32 or float64");
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
+                    ffi::AnyBuffer g_state, ffi::AnyBuffer g_rates, ffi::AnyBuffer g_opl, ffi::AnyBuffer g_bip,
+                    ffi::AnyBuffer g_adapt, ffi::AnyBuffer g_cur, ffi::Result<ffi::AnyBuffer> g_movie,
+                    ffi::Result<ffi::AnyBuffer> g_state0, ffi::Result<ffi::AnyBuffer> g_scalars,
+                    ffi::Result<ffi::AnyBuffer> g_taps, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
+                    int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
+  const auto d = movie.dimensions();
+  if (d.size() != 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
+  const Config c = read_config(d[0], d[1], d[2], poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
+  if (static_cast<int64_t>(state.element_count()) != c.maps() * c.H * c.W)
+    return ffi::Error::InvalidArgument("retina: state must be (poles + 10, H, W)");
+#define VJ_BACKWARD(T)                                                                                          \
+  backward<T>(c, static_cast<const T*>(movie.untyped_data()), static_cast<const T*>(state.untyped_data()),     \
+              static_cast<const T*>(scalars.untyped_data()), static_cast<const T*>(taps.untyped_data()),        \
+              static_cast<const T*>(g_state.untyped_data()), data_or_null<T>(g_rates), data_or_null<T>(g_opl), \
+              data_or_null<T>(g_bip), data_or_null<T>(g_adapt), data_or_null<T>(g_cur),                         \
+              static_cast<T*>(g_movie->untyped_data()), static_cast<T*>(g_state0->untyped_data()),             \
+              static_cast<T*>(g_scalars->untyped_data()), static_cast<T*>(g_taps->untyped_data()))
+  if (movie.element_type() == ffi::DataType::F32) {
+    VJ_BACKWARD(float);
+  } else if (movie.element_type() == ffi::DataType::F64) {
+    VJ_BACKWARD(double);
+  } else {
+    return ffi::Error::InvalidArgument("retina: expected float32 or float64");
+  }
+#undef VJ_BACKWARD
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+#define VJ_CONFIG_ATTRS                                                                                      \
+  .Attr<int64_t>("poles").Attr<int64_t>("leaky").Attr<int64_t>("undershoot").Attr<int64_t>("lag")          \
+      .Attr<int64_t>("padding").Attr<int64_t>("n_c").Attr<int64_t>("n_s").Attr<int64_t>("n_a")             \
+      .Attr<int64_t>("n_p").Attr<double>("dt")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaForward, Forward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()  // movie (T, H, W)
+                                  .Arg<ffi::AnyBuffer>()  // state (S, H, W)
+                                  .Arg<ffi::AnyBuffer>()  // scalars (17,)
+                                  .Arg<ffi::AnyBuffer>()  // taps
+                                  .Ret<ffi::AnyBuffer>()  // final state
+                                  .Ret<ffi::AnyBuffer>()  // rates (T, 2, H, W) or empty
+                                  .Ret<ffi::AnyBuffer>()  // I_OPL (T, H, W) or empty
+                                  .Ret<ffi::AnyBuffer>()  // bipolar
+                                  .Ret<ffi::AnyBuffer>()  // adaptation
+                                  .Ret<ffi::AnyBuffer>()  // ganglion input (T, 2, H, W) or empty
+                                      VJ_CONFIG_ATTRS);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaBackward, Backward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()  // movie
+                                  .Arg<ffi::AnyBuffer>()  // initial state
+                                  .Arg<ffi::AnyBuffer>()  // scalars
+                                  .Arg<ffi::AnyBuffer>()  // taps
+                                  .Arg<ffi::AnyBuffer>()  // cotangent of the final state
+                                  .Arg<ffi::AnyBuffer>()  // of the rates (or empty)
+                                  .Arg<ffi::AnyBuffer>()  // of I_OPL (or empty)
+                                  .Arg<ffi::AnyBuffer>()  // of the bipolar potential (or empty)
+                                  .Arg<ffi::AnyBuffer>()  // of the adaptation (or empty)
+                                  .Arg<ffi::AnyBuffer>()  // of the ganglion input (or empty)
+                                  .Ret<ffi::AnyBuffer>()  // cotangent of the movie
+                                  .Ret<ffi::AnyBuffer>()  // of the initial state
+                                  .Ret<ffi::AnyBuffer>()  // of the scalars
+                                  .Ret<ffi::AnyBuffer>()  // of the taps
+                                      VJ_CONFIG_ATTRS);
