@@ -55,13 +55,73 @@ int source_index(int64_t p, int64_t n, int padding) {
   }
 }
 
+// A 64-byte vector of T (GCC/Clang vector extension; one AVX-512 register, two AVX2 ones).
+template <typename T>
+struct Vec {
+  typedef T type __attribute__((vector_size(64)));
+  static constexpr int64_t size = 64 / sizeof(T);
+  static type load(const T* p) {
+    type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+  }
+  static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
+};
+
+// out[p] = sum_j k[j] in[p + j] for p in [0, len): a correlation along a row, `kBlock` outputs at a
+// time in registers (summing into memory tap by tap would chain every tap's store to the next
+// tap's load). The last block overlaps the one before instead of running past the row.
+template <typename T>
+void correlate_row(const T* __restrict in, int64_t len, const T* __restrict k, int64_t n, T* __restrict out) {
+  constexpr int64_t kBlock = Vec<T>::size;
+  if (len < kBlock) {
+    for (int64_t p = 0; p < len; ++p) {
+      T a = T(0);
+      for (int64_t j = 0; j < n; ++j) a += k[j] * in[p + j];
+      out[p] = a;
+    }
+    return;
+  }
+  using V = Vec<T>;
+  for (int64_t p0 = 0; p0 < len; p0 += kBlock) {
+    const int64_t p = std::min(p0, len - kBlock);
+    typename V::type a = {};
+    for (int64_t j = 0; j < n; ++j) a += k[j] * V::load(in + p + j);
+    V::store(out + p, a);
+  }
+}
+
+// out[w] = sum_j k[j] rows[j][w] for w in [0, W): a correlation across rows, blocked the same way.
+template <typename T>
+void correlate_rows(const T* const* rows, int64_t W, const T* __restrict k, int64_t n, T* __restrict out) {
+  constexpr int64_t kBlock = Vec<T>::size;
+  if (W < kBlock) {
+    for (int64_t w = 0; w < W; ++w) {
+      T a = T(0);
+      for (int64_t j = 0; j < n; ++j) a += k[j] * rows[j][w];
+      out[w] = a;
+    }
+    return;
+  }
+  using V = Vec<T>;
+  for (int64_t w0 = 0; w0 < W; w0 += kBlock) {
+    const int64_t w = std::min(w0, W - kBlock);
+    typename V::type a = {};
+    for (int64_t j = 0; j < n; ++j) a += k[j] * V::load(rows[j] + w);
+    V::store(out + w, a);
+  }
+}
+
 // A separable blur of (H, W) maps by odd symmetric 1-D taps: z = (taps along H) x, y = (taps along W) z.
+// The transposed blur is the same correlation over the zero-padded cotangent (the taps are symmetric).
 template <typename T>
 struct Blur {
   int64_t n = 0, r = 0, H = 0, W = 0;
   const T* k = nullptr;
-  std::vector<int> mh, mw;          // source row / column of each padded position, or -1
-  std::vector<T> row, row2, rows;   // a padded row; another; padded rows (H + 2r, W)
+  std::vector<int> mh, mw;                 // source row / column of each padded position, or -1
+  std::vector<T> row, grow, crow, zeros;   // a padded row (W + 2r); a zero-padded one (W + 4r); W + 2r; W zeros
+  std::vector<T> prows;                    // (H + 2r, W): cotangents of the padded rows
+  std::vector<const T*> ptrs;
 
   void init(const T* taps, int64_t count, int64_t h, int64_t w, int padding) {
     n = count, r = (count - 1) / 2, H = h, W = w, k = taps;
@@ -69,7 +129,8 @@ struct Blur {
     mh.resize(H + 2 * r), mw.resize(W + 2 * r);
     for (int64_t p = 0; p < H + 2 * r; ++p) mh[p] = source_index(p - r, H, padding);
     for (int64_t p = 0; p < W + 2 * r; ++p) mw[p] = source_index(p - r, W, padding);
-    row.assign(W + 2 * r, T(0)), row2.assign(W + 2 * r, T(0)), rows.assign((H + 2 * r) * W, T(0));
+    row.assign(W + 2 * r, T(0)), grow.assign(W + 4 * r, T(0)), crow.assign(W + 2 * r, T(0));
+    zeros.assign(W, T(0)), prows.assign((H + 2 * r) * W, T(0)), ptrs.resize(n);
   }
 
   void pad_row(const T* src, T* dst) const {  // dst (W + 2r) from one row src (W)
@@ -78,38 +139,26 @@ struct Blur {
     for (int64_t p = W + r; p < W + 2 * r; ++p) dst[p] = mw[p] < 0 ? T(0) : src[mw[p]];
   }
 
-  const T* source_row(const T* x, int64_t p) const { return mh[p] < 0 ? nullptr : x + mh[p] * W; }
+  const T* padded_row(const T* x, int64_t p) const { return mh[p] < 0 ? zeros.data() : x + mh[p] * W; }
 
   // z = blur of x along H; y = blur of z along W. x, z, y: (H, W), distinct.
   void forward(const T* __restrict x, T* __restrict z, T* __restrict y) {
     for (int64_t h = 0; h < H; ++h) {
-      T* __restrict zr = z + h * W;
-      std::fill(zr, zr + W, T(0));
-      for (int64_t j = 0; j < n; ++j) {
-        const T* __restrict xr = source_row(x, h + j);
-        if (!xr) continue;
-        const T kj = k[j];
-        for (int64_t w = 0; w < W; ++w) zr[w] += kj * xr[w];
-      }
+      for (int64_t j = 0; j < n; ++j) ptrs[j] = padded_row(x, h + j);
+      correlate_rows(ptrs.data(), W, k, n, z + h * W);
     }
     for (int64_t h = 0; h < H; ++h) {
       pad_row(z + h * W, row.data());
-      const T* __restrict b = row.data();
-      T* __restrict yr = y + h * W;
-      std::fill(yr, yr + W, T(0));
-      for (int64_t j = 0; j < n; ++j) {
-        const T kj = k[j];
-        for (int64_t w = 0; w < W; ++w) yr[w] += kj * b[w + j];
-      }
+      correlate_row(row.data(), W, k, n, y + h * W);
     }
   }
 
-  // Given x and z = forward's intermediate, and gy the cotangent of y: gx (written) and the
-  // off-centre taps' cotangents added to dk (n entries; the centre one is left alone).
+  // Given x and z = forward's intermediate, and gy the cotangent of y: gx (written; gz is scratch)
+  // and the off-centre taps' cotangents added to dk (n entries; the centre one is left alone).
   void backward(const T* __restrict x, const T* __restrict z, const T* __restrict gy, T* __restrict gz,
                 T* __restrict gx, double* dk) {
     std::vector<T> acc(n, T(0));
-    for (int64_t h = 0; h < H; ++h) {  // along W: transpose and taps
+    for (int64_t h = 0; h < H; ++h) {  // along W: taps, then the transpose
       const T* __restrict zr = z + h * W;
       const T* __restrict g = gy + h * W;
       pad_row(zr, row.data());
@@ -120,42 +169,37 @@ struct Blur {
         for (int64_t w = 0; w < W; ++w) s += g[w] * (b[w + j] - zr[w]);
         acc[j] += s;
       }
-      T* __restrict c = row2.data();
-      std::fill(c, c + W + 2 * r, T(0));
-      for (int64_t j = 0; j < n; ++j) {
-        const T kj = k[j];
-        for (int64_t w = 0; w < W; ++w) c[w + j] += kj * g[w];
-      }
+      std::memcpy(grow.data() + 2 * r, g, W * sizeof(T));
+      correlate_row(grow.data(), W + 2 * r, k, n, crow.data());
       T* __restrict gr = gz + h * W;
+      const T* __restrict c = crow.data();
       std::memcpy(gr, c + r, W * sizeof(T));
       for (int64_t p = 0; p < r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
       for (int64_t p = W + r; p < W + 2 * r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
     }
-    T* __restrict pr = rows.data();  // along H
-    std::fill(pr, pr + (H + 2 * r) * W, T(0));
-    for (int64_t h = 0; h < H; ++h) {
+    for (int64_t h = 0; h < H; ++h) {  // along H: taps
       const T* __restrict g = gz + h * W;
       const T* __restrict xr0 = x + h * W;
       for (int64_t j = 0; j < n; ++j) {
-        const T kj = k[j];
-        T* __restrict dst = pr + (h + j) * W;
-        for (int64_t w = 0; w < W; ++w) dst[w] += kj * g[w];
         if (j == r) continue;
-        const T* __restrict xr = source_row(x, h + j);
+        const T* __restrict xr = padded_row(x, h + j);
         T s = T(0);
-        if (xr) {
-          for (int64_t w = 0; w < W; ++w) s += g[w] * (xr[w] - xr0[w]);
-        } else {
-          for (int64_t w = 0; w < W; ++w) s -= g[w] * xr0[w];
-        }
+        for (int64_t w = 0; w < W; ++w) s += g[w] * (xr[w] - xr0[w]);
         acc[j] += s;
       }
     }
-    std::memcpy(gx, pr + r * W, H * W * sizeof(T));
+    for (int64_t p = 0; p < H + 2 * r; ++p) {  // along H: the transpose
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t q = p + j - 2 * r;
+        ptrs[j] = (q >= 0 && q < H) ? gz + q * W : zeros.data();
+      }
+      correlate_rows(ptrs.data(), W, k, n, prows.data() + p * W);
+    }
+    std::memcpy(gx, prows.data() + r * W, H * W * sizeof(T));
     for (int64_t p = 0; p < H + 2 * r; ++p) {
       if ((p >= r && p < H + r) || mh[p] < 0) continue;
       T* __restrict dst = gx + mh[p] * W;
-      const T* __restrict src = pr + p * W;
+      const T* __restrict src = prows.data() + p * W;
       for (int64_t w = 0; w < W; ++w) dst[w] += src[w];
     }
     for (int64_t j = 0; j < n; ++j) dk[j] += static_cast<double>(acc[j]);
