@@ -14,8 +14,10 @@
 // weights are normalised): the cotangent of a centre tap is 0, and an off-centre tap's sums
 // differences x[i + j] - x[i], which do not cancel as two large sums would in float32.
 //
-// The backward pass stores the state every `kSegment` steps, recomputes a segment's states, then
-// walks it backwards, recomputing each step's intermediate maps.
+// The forward pass called for a derivative keeps the state before every 16th step; the backward
+// pass recomputes the 16 states of a stretch from it, then walks the stretch backwards, each step
+// recomputed once more for its intermediate maps. (Keeping every state, as JAX's differentiation
+// with remat does, writes a buffer of 11 maps per frame: slower here, most of it page faults.)
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -28,8 +30,8 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-constexpr int64_t kSegment = 32;
 constexpr int kScalars = 17;
+constexpr int64_t kSegment = 16;  // the forward pass keeps every 16th state for the backward pass
 enum Scalar { kGain, kEc, kEu, kEs, kEa, kEt, kWu, kWo, kLb, kG0, kLa, kWg, kV0, kI0, kLg, kLeak, kRefr };
 enum Padding { kReflect = 0, kSymmetric = 1, kCircular = 2, kZero = 3 };
 
@@ -68,48 +70,56 @@ struct Vec {
   static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
 };
 
-// out[p] = sum_j k[j] in[p + j] for p in [0, len): a correlation along a row, `kBlock` outputs at a
-// time in registers (summing into memory tap by tap would chain every tap's store to the next
-// tap's load). The last block overlaps the one before instead of running past the row.
-template <typename T>
-void correlate_row(const T* __restrict in, int64_t len, const T* __restrict k, int64_t n, T* __restrict out) {
+// Correlations, `Vec<T>::size` outputs per register; up to four registers accumulate side by side
+// (one accumulator would wait on each multiply-add's latency), and a row's last block overlaps the
+// one before instead of running past the row. Summing into memory tap by tap would chain every
+// tap's store to the next tap's load.
+template <typename T, int B, typename Source>
+inline void correlate_blocks(const int64_t* starts, const T* __restrict k, int64_t n, Source source, T* out) {
+  using V = Vec<T>;
+  typename V::type a[B] = {};
+  for (int64_t j = 0; j < n; ++j) {
+    const T kj = k[j];
+    for (int b = 0; b < B; ++b) a[b] += kj * V::load(source(j) + starts[b]);
+  }
+  for (int b = 0; b < B; ++b) V::store(out + starts[b], a[b]);
+}
+
+// out[p] = sum_j k[j] source(j)[p] for p in [0, len).
+template <typename T, typename Source>
+void correlate(int64_t len, const T* __restrict k, int64_t n, Source source, T* __restrict out) {
   constexpr int64_t kBlock = Vec<T>::size;
   if (len < kBlock) {
     for (int64_t p = 0; p < len; ++p) {
       T a = T(0);
-      for (int64_t j = 0; j < n; ++j) a += k[j] * in[p + j];
+      for (int64_t j = 0; j < n; ++j) a += k[j] * source(j)[p];
       out[p] = a;
     }
     return;
   }
-  using V = Vec<T>;
-  for (int64_t p0 = 0; p0 < len; p0 += kBlock) {
-    const int64_t p = std::min(p0, len - kBlock);
-    typename V::type a = {};
-    for (int64_t j = 0; j < n; ++j) a += k[j] * V::load(in + p + j);
-    V::store(out + p, a);
+  for (int64_t p0 = 0; p0 < len; p0 += 4 * kBlock) {
+    int64_t starts[4];
+    int count = 0;
+    for (; count < 4 && p0 + count * kBlock < len; ++count) starts[count] = std::min(p0 + count * kBlock, len - kBlock);
+    switch (count) {
+      case 4: correlate_blocks<T, 4>(starts, k, n, source, out); break;
+      case 3: correlate_blocks<T, 3>(starts, k, n, source, out); break;
+      case 2: correlate_blocks<T, 2>(starts, k, n, source, out); break;
+      default: correlate_blocks<T, 1>(starts, k, n, source, out); break;
+    }
   }
 }
 
-// out[w] = sum_j k[j] rows[j][w] for w in [0, W): a correlation across rows, blocked the same way.
+// out[p] = sum_j k[j] in[p + j] for p in [0, len): along a row.
+template <typename T>
+void correlate_row(const T* __restrict in, int64_t len, const T* __restrict k, int64_t n, T* __restrict out) {
+  correlate<T>(len, k, n, [in](int64_t j) { return in + j; }, out);
+}
+
+// out[w] = sum_j k[j] rows[j][w] for w in [0, W): across rows.
 template <typename T>
 void correlate_rows(const T* const* rows, int64_t W, const T* __restrict k, int64_t n, T* __restrict out) {
-  constexpr int64_t kBlock = Vec<T>::size;
-  if (W < kBlock) {
-    for (int64_t w = 0; w < W; ++w) {
-      T a = T(0);
-      for (int64_t j = 0; j < n; ++j) a += k[j] * rows[j][w];
-      out[w] = a;
-    }
-    return;
-  }
-  using V = Vec<T>;
-  for (int64_t w0 = 0; w0 < W; w0 += kBlock) {
-    const int64_t w = std::min(w0, W - kBlock);
-    typename V::type a = {};
-    for (int64_t j = 0; j < n; ++j) a += k[j] * V::load(rows[j] + w);
-    V::store(out + w, a);
-  }
+  correlate<T>(W, k, n, [rows](int64_t j) { return rows[j]; }, out);
 }
 
 // A separable blur of (H, W) maps by odd symmetric 1-D taps: z = (taps along H) x, y = (taps along W) z.
@@ -647,63 +657,57 @@ const T* data_or_null(const ffi::AnyBuffer& b) {
   return b.element_count() == 0 ? nullptr : static_cast<const T*>(b.untyped_data());
 }
 
+// Runs T steps from `state`; writes the final state, the outputs where non-null, and where
+// `states` is non-null the state before every kSegment-th step (ceil(T / kSegment), S, H, W) for
+// the backward pass.
 template <typename T>
-void forward(const Config& c, const T* movie, const T* state, const T* scalars, const T* taps, T* state_out, T* rates,
-             T* opl, T* bip, T* adapt, T* cur) {
+void forward(const Config& c, const T* movie, const T* state, const T* scalars, const T* taps, T* state_out, T* states,
+             T* rates, T* opl, T* bip, T* adapt, T* cur) {
   Model<T> m(c, scalars, taps);
-  const int64_t n = m.HW, S = m.S;
+  const int64_t n = m.HW, sn = m.S * n;
   Work<T> w(n);
-  std::vector<T> a(state, state + S * n), b(S * n);
+  std::vector<T> a(state, state + sn), b(sn);
   for (int64_t t = 0; t < c.T; ++t) {
+    if (states && t % kSegment == 0) std::memcpy(states + (t / kSegment) * sn, a.data(), sn * sizeof(T));
     m.step(a.data(), b.data(), movie + t * n, w, rates ? rates + t * 2 * n : nullptr, opl ? opl + t * n : nullptr,
            bip ? bip + t * n : nullptr, adapt ? adapt + t * n : nullptr, cur ? cur + t * 2 * n : nullptr);
     a.swap(b);
   }
-  std::memcpy(state_out, a.data(), S * n * sizeof(T));
+  std::memcpy(state_out, a.data(), sn * sizeof(T));
 }
 
+// The cotangents of the movie, the initial state, the scalars and the taps, from the states that
+// forward() kept: segment by segment from the last, the segment's states recomputed, then its steps
+// walked backwards (each step recomputed once more for its intermediate maps).
 template <typename T>
-void backward(const Config& c, const T* movie, const T* state, const T* scalars, const T* taps, const T* g_state,
+void backward(const Config& c, const T* movie, const T* states, const T* scalars, const T* taps, const T* g_state,
               const T* g_rates, const T* g_opl, const T* g_bip, const T* g_adapt, const T* g_cur, T* g_movie,
               T* g_state0, T* g_scalars, T* g_taps) {
   Model<T> m(c, scalars, taps);
-  const int64_t n = m.HW, S = m.S, sn = S * n;
+  const int64_t n = m.HW, sn = m.S * n;
   Work<T> w(n);
-  const int64_t segments = (c.T + kSegment - 1) / kSegment;
-  std::vector<T> checkpoints(std::max<int64_t>(segments, 1) * sn), states((kSegment + 1) * sn);
-  {  // the states at the segments' starts
-    std::vector<T> a(state, state + sn), b(sn);
-    for (int64_t t = 0; t < (segments - 1) * kSegment; ++t) {
-      if (t % kSegment == 0) std::memcpy(checkpoints.data() + (t / kSegment) * sn, a.data(), sn * sizeof(T));
-      m.step(a.data(), b.data(), movie + t * n, w, nullptr, nullptr, nullptr, nullptr, nullptr);
-      a.swap(b);
-    }
-    if (segments > 0) std::memcpy(checkpoints.data() + (segments - 1) * sn, a.data(), sn * sizeof(T));
-  }
-  std::vector<T> g(g_state, g_state + sn), hnew(sn), gnew(sn);
+  std::vector<T> g(g_state, g_state + sn), h(sn), next(sn), segment(kSegment * sn);
   std::vector<double> acc(kScalars, 0.0), dk(c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3] + 1, 0.0);
-  for (int64_t seg = segments - 1; seg >= 0; --seg) {
-    const int64_t t0 = seg * kSegment, t1 = std::min(c.T, t0 + kSegment);
-    std::memcpy(states.data(), checkpoints.data() + seg * sn, sn * sizeof(T));
-    for (int64_t t = t0; t < t1; ++t)
-      m.step(states.data() + (t - t0) * sn, states.data() + (t - t0 + 1) * sn, movie + t * n, w, nullptr, nullptr,
+  auto add = [&](const T* src, int64_t map, int64_t count) {
+    T* __restrict dst = g.data() + map * n;
+    for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+  };
+  for (int64_t t0 = ((c.T - 1) / kSegment) * kSegment; t0 >= 0; t0 -= kSegment) {
+    const int64_t t1 = std::min(c.T, t0 + kSegment);
+    std::memcpy(segment.data(), states + (t0 / kSegment) * sn, sn * sizeof(T));
+    for (int64_t t = t0; t + 1 < t1; ++t)
+      m.step(segment.data() + (t - t0) * sn, segment.data() + (t - t0 + 1) * sn, movie + t * n, w, nullptr, nullptr,
              nullptr, nullptr, nullptr);
     for (int64_t t = t1 - 1; t >= t0; --t) {
-      const T* o = states.data() + (t - t0) * sn;
-      T* nw = states.data() + (t - t0 + 1) * sn;
-      m.step(o, nw, movie + t * n, w, nullptr, nullptr, nullptr, nullptr, nullptr);  // the step's intermediates
-      auto add = [&](const T* src, int64_t map, int64_t count) {
-        if (!src) return;
-        T* dst = g.data() + map * n;
-        for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
-      };
-      add(g_opl ? g_opl + t * n : nullptr, m.iI, n);
-      add(g_bip ? g_bip + t * n : nullptr, m.iV, n);
-      add(g_adapt ? g_adapt + t * n : nullptr, m.iGA, n);
-      add(g_cur ? g_cur + t * 2 * n : nullptr, m.iCUR, 2 * n);
-      m.adjoint(o, nw, movie + t * n, w, g_rates ? g_rates + t * 2 * n : nullptr, g.data(), hnew.data(),
+      const T* o = segment.data() + (t - t0) * sn;
+      m.step(o, next.data(), movie + t * n, w, nullptr, nullptr, nullptr, nullptr, nullptr);
+      if (g_opl) add(g_opl + t * n, m.iI, n);
+      if (g_bip) add(g_bip + t * n, m.iV, n);
+      if (g_adapt) add(g_adapt + t * n, m.iGA, n);
+      if (g_cur) add(g_cur + t * 2 * n, m.iCUR, 2 * n);
+      m.adjoint(o, next.data(), movie + t * n, w, g_rates ? g_rates + t * 2 * n : nullptr, g.data(), h.data(),
                 g_movie + t * n, acc.data(), dk.data());
-      g.swap(hnew);
+      g.swap(h);
     }
   }
   std::memcpy(g_state0, g.data(), sn * sizeof(T));
@@ -713,7 +717,7 @@ void backward(const Config& c, const T* movie, const T* state, const T* scalars,
 }
 
 ffi::Error Forward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
-                   ffi::Result<ffi::AnyBuffer> state_out, ffi::Result<ffi::AnyBuffer> rates,
+                   ffi::Result<ffi::AnyBuffer> state_out, ffi::Result<ffi::AnyBuffer> states, ffi::Result<ffi::AnyBuffer> rates,
                    ffi::Result<ffi::AnyBuffer> opl, ffi::Result<ffi::AnyBuffer> bip, ffi::Result<ffi::AnyBuffer> adapt,
                    ffi::Result<ffi::AnyBuffer> cur, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
                    int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
@@ -725,14 +729,14 @@ ffi::Error Forward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer sc
   if (movie.element_type() == ffi::DataType::F32) {
     forward<float>(c, static_cast<const float*>(movie.untyped_data()), static_cast<const float*>(state.untyped_data()),
                    static_cast<const float*>(scalars.untyped_data()), static_cast<const float*>(taps.untyped_data()),
-                   static_cast<float*>(state_out->untyped_data()), data_or_null<float>(rates),
+                   static_cast<float*>(state_out->untyped_data()), data_or_null<float>(states), data_or_null<float>(rates),
                    data_or_null<float>(opl), data_or_null<float>(bip), data_or_null<float>(adapt),
                    data_or_null<float>(cur));
   } else if (movie.element_type() == ffi::DataType::F64) {
     forward<double>(c, static_cast<const double*>(movie.untyped_data()),
                     static_cast<const double*>(state.untyped_data()), static_cast<const double*>(scalars.untyped_data()),
                     static_cast<const double*>(taps.untyped_data()), static_cast<double*>(state_out->untyped_data()),
-                    data_or_null<double>(rates), data_or_null<double>(opl), data_or_null<double>(bip),
+                    data_or_null<double>(states), data_or_null<double>(rates), data_or_null<double>(opl), data_or_null<double>(bip),
                     data_or_null<double>(adapt), data_or_null<double>(cur));
   } else {
     return ffi::Error::InvalidArgument("retina: expected float32 or float64");
@@ -740,7 +744,7 @@ ffi::Error Forward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer sc
   return ffi::Error::Success();
 }
 
-ffi::Error Backward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
+ffi::Error Backward(ffi::AnyBuffer movie, ffi::AnyBuffer states, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
                     ffi::AnyBuffer g_state, ffi::AnyBuffer g_rates, ffi::AnyBuffer g_opl, ffi::AnyBuffer g_bip,
                     ffi::AnyBuffer g_adapt, ffi::AnyBuffer g_cur, ffi::Result<ffi::AnyBuffer> g_movie,
                     ffi::Result<ffi::AnyBuffer> g_state0, ffi::Result<ffi::AnyBuffer> g_scalars,
@@ -749,10 +753,10 @@ ffi::Error Backward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer s
   const auto d = movie.dimensions();
   if (d.size() != 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
   const Config c = read_config(d[0], d[1], d[2], poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
-  if (static_cast<int64_t>(state.element_count()) != c.maps() * c.H * c.W)
-    return ffi::Error::InvalidArgument("retina: state must be (poles + 10, H, W)");
+  if (static_cast<int64_t>(states.element_count()) != (c.T + kSegment - 1) / kSegment * c.maps() * c.H * c.W)
+    return ffi::Error::InvalidArgument("retina: states must be (ceil(T / 16), poles + 10, H, W)");
 #define VJ_BACKWARD(T)                                                                                          \
-  backward<T>(c, static_cast<const T*>(movie.untyped_data()), static_cast<const T*>(state.untyped_data()),     \
+  backward<T>(c, static_cast<const T*>(movie.untyped_data()), static_cast<const T*>(states.untyped_data()),    \
               static_cast<const T*>(scalars.untyped_data()), static_cast<const T*>(taps.untyped_data()),        \
               static_cast<const T*>(g_state.untyped_data()), data_or_null<T>(g_rates), data_or_null<T>(g_opl), \
               data_or_null<T>(g_bip), data_or_null<T>(g_adapt), data_or_null<T>(g_cur),                         \
@@ -783,6 +787,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaForward, Forward,
                                   .Arg<ffi::AnyBuffer>()  // scalars (17,)
                                   .Arg<ffi::AnyBuffer>()  // taps
                                   .Ret<ffi::AnyBuffer>()  // final state
+                                  .Ret<ffi::AnyBuffer>()  // every 16th state (ceil(T / 16), S, H, W) or empty
                                   .Ret<ffi::AnyBuffer>()  // rates (T, 2, H, W) or empty
                                   .Ret<ffi::AnyBuffer>()  // I_OPL (T, H, W) or empty
                                   .Ret<ffi::AnyBuffer>()  // bipolar
@@ -793,7 +798,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaForward, Forward,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaBackward, Backward,
                               ffi::Ffi::Bind()
                                   .Arg<ffi::AnyBuffer>()  // movie
-                                  .Arg<ffi::AnyBuffer>()  // initial state
+                                  .Arg<ffi::AnyBuffer>()  // every 16th state (ceil(T / 16), S, H, W)
                                   .Arg<ffi::AnyBuffer>()  // scalars
                                   .Arg<ffi::AnyBuffer>()  // taps
                                   .Arg<ffi::AnyBuffer>()  // cotangent of the final state

@@ -3,8 +3,8 @@
 ``run(..., spikes=False)`` computes its outputs with the JAX program of :mod:`._model`; under
 ``jax.grad`` (``jax.vjp``, ``value_and_grad``) on CPU the forward pass and its derivative come
 instead from ``vision_jax/_native/retina.cc``: the same cascade stepped frame by frame in C++, and
-its reverse-mode derivative written by hand (states kept every 32 frames, each stretch recomputed
-on the way back). XLA's differentiated scan runs about 120 small kernels per frame; here a frame
+its reverse-mode derivative written by hand (every 16th state kept, the frames between
+recomputed on the way back). XLA's differentiated scan runs about 120 small kernels per frame; here a frame
 is a few loops over maps that stay in the cache. Gradients agree with JAX's differentiation of
 the program to float rounding (``tests/test_retina.py``).
 
@@ -24,6 +24,7 @@ from vision_jax.retina._model import (PARAM_FIELDS, RetinaOutput, RetinaParams, 
                                       _n_poles)
 
 ADJOINTS = ("auto", "native", "autodiff")
+_SEGMENT = 16  # the forward pass keeps every 16th state (kSegment in retina.cc)
 _PADDING_CODES = {"reflect": 0, "symmetric": 1, "circular": 2, "zero": 3}
 
 
@@ -77,7 +78,10 @@ def _unpack_state(packed, like: RetinaState, **rest) -> RetinaState:
     return RetinaState(packed[:P], *maps, packed[P + 8:], **rest)
 
 
-def _native_forward(spec, params, state, movie):
+def _native_forward(spec, params, state, movie, keep_states: bool = False):
+    """The run by the native kernel: ``(state, RetinaOutput)``, and with ``keep_states`` the packed
+    state before every 16th frame ``(ceil(T / 16), poles + 10, H, W)`` (what the backward pass
+    starts from)."""
     radii, stages, rates = spec
     T, H, W = movie.shape
     dtype = movie.dtype
@@ -87,14 +91,15 @@ def _native_forward(spec, params, state, movie):
     def shape(wanted, *dims):
         return jax.ShapeDtypeStruct(dims if wanted else (0,), dtype)
 
-    results = (jax.ShapeDtypeStruct(packed.shape, dtype), shape(rates, T, 2, H, W), shape(stages, T, H, W),
+    results = (jax.ShapeDtypeStruct(packed.shape, dtype), shape(keep_states, -(-T // _SEGMENT), *packed.shape),
+               shape(rates, T, 2, H, W), shape(stages, T, H, W),
                shape(stages, T, H, W), shape(stages, T, H, W), shape(stages, T, 2, H, W))
     call = jax.ffi.ffi_call(_native.target("retina") + "_forward", results, vmap_method="sequential")
-    final, r, opl, bip, adapt, cur = call(movie, packed, scalars, taps, **_attributes(params, radii))
+    final, states, r, opl, bip, adapt, cur = call(movie, packed, scalars, taps, **_attributes(params, radii))
     new = _unpack_state(final, state, voltage=state.voltage, refractory=state.refractory, key=state.key,
                         frame=state.frame + T)
     out = RetinaOutput(r if rates else None, None, *((opl, bip, adapt, cur) if stages else ()))
-    return new, out
+    return (new, out), states
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -104,12 +109,13 @@ def _differentiable_run(spec, params, state, movie):
 
 
 def _fwd(spec, params, state, movie):
-    return _native_forward(spec, params, state, movie), (params, state, movie)
+    result, states = _native_forward(spec, params, state, movie, keep_states=True)
+    return result, (params, state, movie, states)
 
 
 def _bwd(spec, residuals, cotangents):
     radii, stages, rates = spec
-    params, state, movie = residuals
+    params, state, movie, states = residuals
     g_state, g_out = cotangents
     dtype = movie.dtype
     (scalars, taps), pack_vjp = jax.vjp(lambda p: _pack_params(p, radii), params)
@@ -119,11 +125,10 @@ def _bwd(spec, residuals, cotangents):
         return empty if x is None else jnp.asarray(x, dtype)
 
     stage_cts = (g_out.opl, g_out.bipolar, g_out.adaptation, g_out.ganglion_input) if stages else (None,) * 4
-    packed = _pack_state(state)
-    results = (jax.ShapeDtypeStruct(movie.shape, dtype), jax.ShapeDtypeStruct(packed.shape, dtype),
+    results = (jax.ShapeDtypeStruct(movie.shape, dtype), jax.ShapeDtypeStruct(state.bipolar.shape[:0] + states.shape[1:], dtype),
                jax.ShapeDtypeStruct(scalars.shape, dtype), jax.ShapeDtypeStruct(taps.shape, dtype))
     call = jax.ffi.ffi_call(_native.target("retina") + "_backward", results, vmap_method="sequential")
-    g_movie, g_packed, g_scalars, g_taps = call(movie, packed, scalars, taps, _pack_state(g_state),
+    g_movie, g_packed, g_scalars, g_taps = call(movie, states, scalars, taps, _pack_state(g_state),
                                                 given(g_out.rates if rates else None), *map(given, stage_cts),
                                                 **_attributes(params, radii))
     (g_params,) = pack_vjp((g_scalars, g_taps))
