@@ -12,10 +12,13 @@ import scipy.signal
 from jax import lax
 from jax.test_util import check_grads
 
-from vision_jax import retina
+from vision_jax import _native, retina
 from vision_jax.checkpoint import latest_step
 from vision_jax.data import stimuli
 from vision_jax.retina._model import _lif_step, _normals
+
+NATIVE = jax.default_backend() == "cpu" and _native.available("retina")
+needs_native = pytest.mark.skipif(not NATIVE, reason="the native retina kernel is not available here")
 
 # ------------------------------------------------------------------------------------------
 # Plain-numpy transcription of Virtual Retina's order of evaluation: at every step all stage
@@ -428,7 +431,10 @@ def test_gradients_through_chunks_equal_one_shot(x64, movie, key):
     assert abs(float(g1.surround_tau)) > 0 and abs(float(g1.center_sigma)) > 0 and np.isfinite(float(g1.refr_mean))
 
 
-def test_check_grads_on_a_tiny_movie(x64, key):
+@pytest.mark.parametrize("adjoint", ["autodiff", "native"])
+def test_check_grads_on_a_tiny_movie(x64, key, adjoint):
+    if adjoint == "native" and not NATIVE:
+        pytest.skip("the native retina kernel is not available here")
     params = retina.preset("convis", adaptation_amplification=50.0, pool_sigma=0.1)
     params = jax.tree.map(np.float64, params)
     state = retina.init_state(params, (4, 4), key=key, luminance=0.5, dtype=jnp.float64)
@@ -438,10 +444,98 @@ def test_check_grads_on_a_tiny_movie(x64, key):
     def f(center_tau, surround_sigma, adaptation_amplification, transient_weight):
         p = params.replace(center_tau=center_tau, surround_sigma=surround_sigma,
                            adaptation_amplification=adaptation_amplification, transient_weight=transient_weight)
-        return retina.run(p, state, frames, radii=radii, stages=True, spikes=False)[1].ganglion_input
+        return retina.run(p, state, frames, radii=radii, stages=True, spikes=False, adjoint=adjoint)[1].ganglion_input
 
     args = tuple(np.float64(v) for v in (0.01, 0.15, 50.0, 0.7))
-    check_grads(jax.jit(f), args, order=1, modes=["fwd", "rev"], eps=1e-6)
+    # the native kernel gives reverse-mode derivatives only
+    check_grads(jax.jit(f), args, order=1, modes=["fwd", "rev"] if adjoint == "autodiff" else ["rev"], eps=1e-6)
+
+
+_MAPS = ("center", "undershoot_lowpass", "undershoot", "surround", "opl", "bipolar", "adaptation", "transient_lowpass",
+         "transient", "current", "voltage")
+
+
+def _gradients(params, state, movie, weights, adjoint, n_chunks=1):
+    """Value and gradients (parameters, state maps, movie) of a loss on every output and the final state."""
+    radii = retina.blur_radii(params)
+
+    def loss(p, maps, m):
+        def chunk(s, xs):
+            frames, ws = xs
+            s, out = retina.run(p, s, frames, spikes=False, stages=True, radii=radii, adjoint=adjoint)
+            terms = (out.rates, out.opl, out.bipolar, out.adaptation, out.ganglion_input)
+            return s, sum(jnp.sum(x * w) for x, w in zip(terms, ws))
+
+        split = lambda x: x.reshape((n_chunks, -1) + x.shape[1:])  # noqa: E731
+        s, totals = lax.scan(chunk, state._replace(**maps), (split(m), tuple(map(split, weights))))
+        return jnp.sum(totals) + jnp.sum(s.bipolar) + jnp.sum(s.center) + 0.01 * jnp.sum(s.current)
+
+    maps = {f: getattr(state, f) for f in _MAPS}
+    return jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(params, maps, movie)
+
+
+def _problem(name, dtype, T=16, H=7, W=9, **overrides):
+    params = jax.tree.map(dtype, retina.preset(name, **overrides))
+    state = retina.init_state(params, (H, W), key=jax.random.key(3), luminance=0.4, dtype=dtype)
+    rng = np.random.default_rng(1)
+    movie = ((0.4 + 0.3 * rng.uniform(size=(T, H, W))) * params.config.luminosity_range).astype(dtype)
+    weights = tuple(rng.standard_normal(shape).astype(dtype) for shape in
+                    ((T, 2, H, W), (T, H, W), (T, H, W), (T, H, W), (T, 2, H, W)))
+    return params, state, movie, weights
+
+
+@needs_native
+@pytest.mark.parametrize("name, overrides", [
+    ("convis", dict(adaptation_amplification=50.0, pool_sigma=0.1, i0=80.0)),  # stage lag, 3-tap centre, all blurs
+    ("convis", dict(adaptation_amplification=50.0, stage_lag=False, center_n=2, center_sigma=0.3, padding="zero")),
+    ("cat_x", dict(padding="reflect")),  # leaky heat equation
+    ("primate_magno", dict(stage_lag=False, padding="circular")),  # no undershoot, pooling
+])
+def test_native_gradients_equal_autodiff(x64, name, overrides):
+    """The hand-written reverse pass equals JAX's differentiation of the program (float64)."""
+    params, state, movie, weights = _problem(name, np.float64, **overrides)
+    (v_a, g_a), (v_n, g_n) = (_gradients(params, state, movie, weights, a) for a in ("autodiff", "native"))
+    np.testing.assert_allclose(float(v_n), float(v_a), rtol=1e-12)
+    for f in retina.PARAM_FIELDS:
+        a, n = float(getattr(g_a[0], f)), float(getattr(g_n[0], f))
+        np.testing.assert_allclose(n, a, rtol=1e-9, atol=1e-9 * (1 + abs(a)), err_msg=f)
+    for f in _MAPS:
+        np.testing.assert_allclose(np.asarray(g_n[1][f]), np.asarray(g_a[1][f]), rtol=1e-9, atol=1e-10, err_msg=f)
+    np.testing.assert_allclose(np.asarray(g_n[2]), np.asarray(g_a[2]), rtol=1e-9, atol=1e-10)
+    assert abs(float(g_n[0].surround_sigma)) > 0 and abs(float(g_n[0].i0)) > 0
+
+
+@needs_native
+def test_native_gradients_in_float32_and_in_chunks():
+    params, state, movie, weights = _problem("convis", np.float32, adaptation_amplification=50.0, i0=80.0)
+    (v_a, g_a), (v_n, g_n), (v_c, g_c) = (_gradients(params, state, movie, weights, a, n)
+                                          for a, n in (("autodiff", 1), ("native", 1), ("native", 4)))
+    assert abs(float(g_n[0].leak)) > 0 and abs(float(g_n[0].refr_mean)) > 0  # cells fire
+    np.testing.assert_allclose(float(v_n), float(v_a), rtol=1e-5)
+    for f in retina.PARAM_FIELDS:
+        a, n, c = (float(getattr(g[0], f)) for g in (g_a, g_n, g_c))
+        scale = 1e-3 * (abs(a) + 1e-3 * max(abs(float(getattr(g_a[0], q))) for q in retina.PARAM_FIELDS))
+        assert abs(n - a) <= scale and abs(c - n) <= scale, (f, a, n, c)
+    np.testing.assert_allclose(np.asarray(g_c[2]), np.asarray(g_n[2]), rtol=1e-4, atol=1e-5)
+
+
+@needs_native
+def test_native_gradients_under_vmap_and_errors(key):
+    params = retina.preset("convis", dt=0.002)
+    state = retina.init_state(params, (3, 4), key=key, luminance=0.5)
+    movie = (0.5 + 0.2 * np.random.default_rng(0).standard_normal((20, 3, 4))).astype(np.float32)
+    taus = np.array([0.005, 0.02], np.float32)
+
+    def loss(tau, adjoint):
+        return jnp.mean(retina.run(params.replace(center_tau=tau), state, movie, spikes=False, adjoint=adjoint)[1].rates)
+
+    batched = jax.vmap(jax.grad(loss), in_axes=(0, None))(taus, "native")
+    one_by_one = [jax.grad(loss)(t, "autodiff") for t in taus]
+    np.testing.assert_allclose(np.asarray(batched), np.asarray(one_by_one), rtol=1e-4)
+    with pytest.raises(ValueError, match="adjoint: 'native' cannot serve this run: it covers runs without spikes"):
+        retina.run(params, state, movie, adjoint="native")
+    with pytest.raises(ValueError, match="adjoint"):
+        retina.run(params, state, movie, spikes=False, adjoint="backsolve")
 
 
 @pytest.fixture(scope="module")
