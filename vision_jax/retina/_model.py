@@ -717,7 +717,7 @@ def _as_dtype(x, dtype):
 
 
 def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True, stages: bool = False,
-        radii: tuple | None = None, remat: bool = False, rates: bool = True, adjoint: str = "auto"):
+        radii: tuple | None = None, remat: bool = False, rates: bool = True, adjoint: str = "autodiff"):
     """Run the retina over ``movie`` ``(T, H, W)`` (luminance, same units as ``luminosity_range``).
 
     Running a movie in chunks, passing the returned state on, gives the same outputs bit for bit
@@ -736,13 +736,15 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
       remat: recompute each step in the backward pass (``jax.checkpoint``) to save memory.
       rates: also return the rates (``False``: ``out.rates`` is None, as in convis's spiking
         output; spikes alone are less to compute and to store). Needs ``spikes`` or ``stages``.
-      adjoint: how reverse-mode derivatives (``jax.grad``) of a run without spikes are computed.
-        ``"auto"``: by the native CPU kernel (:mod:`vision_jax.retina._adjoint`; 2-3x faster than
-        JAX's differentiation of the program, ``remat`` not needed) where it serves (CPU, float32
-        or float64, spikes off, one value per parameter), else as ``"autodiff"``; ``"native"``: the
-        same, raising where it cannot serve; ``"autodiff"``: JAX differentiates the program (the
-        only choice that also gives forward-mode derivatives, ``jax.jvp`` and ``jax.jacfwd``).
-        Outputs without differentiation are the same for every choice.
+      adjoint: how derivatives of the run are computed. ``"autodiff"`` (default): JAX
+        differentiates the program, in forward and reverse mode. ``"native"``: reverse-mode
+        derivatives (``jax.grad``, ``jax.vjp``) from a native CPU kernel
+        (:mod:`vision_jax.retina._adjoint`; about 2x faster, ``remat`` not needed), for runs
+        without spikes on CPU in float32 or float64 with one value per parameter (vmap over
+        parameter sets); it raises where it cannot serve, and forward mode (``jax.jvp``,
+        ``jax.linearize``, eigendistortions) is not defined for it. ``"auto"``: ``"native"`` where
+        it serves, else ``"autodiff"`` (what :func:`fit` uses). Outputs without differentiation
+        are the same for every choice.
 
     Returns:
       ``(state, RetinaOutput)``.
