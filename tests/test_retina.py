@@ -487,6 +487,7 @@ def _problem(name, dtype, T=16, H=7, W=9, **overrides):
 @needs_native
 @pytest.mark.parametrize("name, overrides", [
     ("convis", dict(adaptation_amplification=50.0, pool_sigma=0.1, i0=80.0)),  # stage lag, 3-tap centre, all blurs
+    ("convis", dict(i0=80.0)),  # lambda_A = 0: the adaptation blur skipped
     ("convis", dict(adaptation_amplification=50.0, stage_lag=False, center_n=2, center_sigma=0.3, padding="zero")),
     ("cat_x", dict(padding="reflect")),  # leaky heat equation
     ("primate_magno", dict(stage_lag=False, padding="circular")),  # no undershoot, pooling

@@ -15,9 +15,9 @@
 // differences x[i + j] - x[i], which do not cancel as two large sums would in float32.
 //
 // The forward pass called for a derivative keeps the state before every 16th step; the backward
-// pass recomputes the 16 states of a stretch from it, then walks the stretch backwards, each step
-// recomputed once more for its intermediate maps. (Keeping every state, as JAX's differentiation
-// with remat does, writes a buffer of 11 maps per frame: slower here, most of it page faults.)
+// pass recomputes the 16 steps of a stretch from it, keeping their states and intermediate maps
+// (about 2 MB at 50x50, in cache), then walks the stretch backwards. (Keeping every state, as
+// JAX's differentiation with remat does, writes 11 maps per frame: slower, most of it page faults.)
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -341,7 +341,7 @@ struct Model {
       const T la = s[kLa];
       for (int64_t i = 0; i < n; ++i) ar[i] = la * xa[i] * xa[i];
       const T* q = ar;
-      if (has(2)) {
+      if (has(2) && la != T(0)) {  // with lambda_A = 0 the blur's input is 0
         blur[2].forward(ar, w.az.data(), w.aq.data());
         q = w.aq.data();
       }
@@ -474,7 +474,9 @@ struct Model {
     {
       const T* __restrict gga = G(iGA);
       const T* __restrict gao = O(iGA);
-      const T* __restrict q = has(2) ? w.aq.data() : w.ar.data();
+      const T la = s[kLa];
+      const bool blurred = has(2) && la != T(0);
+      const T* __restrict q = blurred ? w.aq.data() : w.ar.data();
       T* __restrict hga = Hm(iGA);
       T* __restrict gq = w.gtmp.data();
       const T ea = s[kEa];
@@ -485,18 +487,27 @@ struct Model {
         a_ea += gga[i] * (gao[i] - q[i]);
       }
       acc[kEa] += a_ea;
-      const T* gr = gq;
-      if (has(2)) {
-        blur[2].backward(w.ar.data(), w.az.data(), gq, w.gtmp2.data(), w.gblur.data(), dk + tap_offset[2]);
-        gr = w.gblur.data();
-      }
       const T* __restrict xa = cfg.lag ? O(iV) : N(iV);
-      T* __restrict gxa = cfg.lag ? Hm(iV) : G(iV);
-      const T la = s[kLa];
       T a_la = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        a_la += gr[i] * xa[i] * xa[i];
-        gxa[i] += T(2) * la * gr[i] * xa[i];
+      if (has(2) && !blurred) {
+        // lambda_A = 0: no cotangent reaches V or the taps (the blur's input is 0), and lambda_A's
+        // is sum(gq * blur(V^2)) (one blur instead of the transpose and the taps' sums)
+        T* __restrict sq = w.gblur.data();
+        for (int64_t i = 0; i < n; ++i) sq[i] = xa[i] * xa[i];
+        blur[2].forward(sq, w.az.data(), w.aq.data());
+        const T* __restrict bsq = w.aq.data();
+        for (int64_t i = 0; i < n; ++i) a_la += gq[i] * bsq[i];
+      } else {
+        const T* gr = gq;
+        if (has(2)) {
+          blur[2].backward(w.ar.data(), w.az.data(), gq, w.gtmp2.data(), w.gblur.data(), dk + tap_offset[2]);
+          gr = w.gblur.data();
+        }
+        T* __restrict gxa = cfg.lag ? Hm(iV) : G(iV);
+        for (int64_t i = 0; i < n; ++i) {
+          a_la += gr[i] * xa[i] * xa[i];
+          gxa[i] += T(2) * la * gr[i] * xa[i];
+        }
       }
       acc[kLa] += a_la;
       const T* __restrict gv = G(iV);
@@ -677,16 +688,16 @@ void forward(const Config& c, const T* movie, const T* state, const T* scalars, 
 }
 
 // The cotangents of the movie, the initial state, the scalars and the taps, from the states that
-// forward() kept: segment by segment from the last, the segment's states recomputed, then its steps
-// walked backwards (each step recomputed once more for its intermediate maps).
+// forward() kept: segment by segment from the last, the segment's steps recomputed (their
+// intermediate maps kept), then walked backwards.
 template <typename T>
 void backward(const Config& c, const T* movie, const T* states, const T* scalars, const T* taps, const T* g_state,
               const T* g_rates, const T* g_opl, const T* g_bip, const T* g_adapt, const T* g_cur, T* g_movie,
               T* g_state0, T* g_scalars, T* g_taps) {
   Model<T> m(c, scalars, taps);
   const int64_t n = m.HW, sn = m.S * n;
-  Work<T> w(n);
-  std::vector<T> g(g_state, g_state + sn), h(sn), next(sn), segment(kSegment * sn);
+  std::vector<Work<T>> works(kSegment, Work<T>(n));  // each step's intermediate maps in a segment
+  std::vector<T> g(g_state, g_state + sn), h(sn), segment((kSegment + 1) * sn);
   std::vector<double> acc(kScalars, 0.0), dk(c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3] + 1, 0.0);
   auto add = [&](const T* src, int64_t map, int64_t count) {
     T* __restrict dst = g.data() + map * n;
@@ -695,17 +706,16 @@ void backward(const Config& c, const T* movie, const T* states, const T* scalars
   for (int64_t t0 = ((c.T - 1) / kSegment) * kSegment; t0 >= 0; t0 -= kSegment) {
     const int64_t t1 = std::min(c.T, t0 + kSegment);
     std::memcpy(segment.data(), states + (t0 / kSegment) * sn, sn * sizeof(T));
-    for (int64_t t = t0; t + 1 < t1; ++t)
-      m.step(segment.data() + (t - t0) * sn, segment.data() + (t - t0 + 1) * sn, movie + t * n, w, nullptr, nullptr,
-             nullptr, nullptr, nullptr);
+    for (int64_t t = t0; t < t1; ++t)
+      m.step(segment.data() + (t - t0) * sn, segment.data() + (t - t0 + 1) * sn, movie + t * n, works[t - t0], nullptr,
+             nullptr, nullptr, nullptr, nullptr);
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const T* o = segment.data() + (t - t0) * sn;
-      m.step(o, next.data(), movie + t * n, w, nullptr, nullptr, nullptr, nullptr, nullptr);
       if (g_opl) add(g_opl + t * n, m.iI, n);
       if (g_bip) add(g_bip + t * n, m.iV, n);
       if (g_adapt) add(g_adapt + t * n, m.iGA, n);
       if (g_cur) add(g_cur + t * 2 * n, m.iCUR, 2 * n);
-      m.adjoint(o, next.data(), movie + t * n, w, g_rates ? g_rates + t * 2 * n : nullptr, g.data(), h.data(),
+      m.adjoint(o, o + sn, movie + t * n, works[t - t0], g_rates ? g_rates + t * 2 * n : nullptr, g.data(), h.data(),
                 g_movie + t * n, acc.data(), dk.data());
       g.swap(h);
     }
