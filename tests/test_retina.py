@@ -525,14 +525,21 @@ def test_native_gradients_under_vmap_and_errors(key):
     params = retina.preset("convis", dt=0.002)
     state = retina.init_state(params, (3, 4), key=key, luminance=0.5)
     movie = (0.5 + 0.2 * np.random.default_rng(0).standard_normal((20, 3, 4))).astype(np.float32)
-    taus = np.array([0.005, 0.02], np.float32)
+    taus = np.array([0.005, 0.02, 0.01], np.float32)
+    movies = np.stack([movie, movie[::-1], 1.2 * movie])
 
-    def loss(tau, adjoint):
-        return jnp.mean(retina.run(params.replace(center_tau=tau), state, movie, spikes=False, adjoint=adjoint)[1].rates)
+    def loss(tau, m, adjoint):
+        return jnp.mean(retina.run(params.replace(center_tau=tau), state, m, spikes=False, adjoint=adjoint)[1].rates)
 
-    batched = jax.vmap(jax.grad(loss), in_axes=(0, None))(taus, "native")
-    one_by_one = [jax.grad(loss)(t, "autodiff") for t in taus]
-    np.testing.assert_allclose(np.asarray(batched), np.asarray(one_by_one), rtol=1e-4)
+    # cells in one kernel call (items spread over threads): parameters batched, then movies too
+    for in_axes in ((0, None), (0, 0)):
+        m = movie if in_axes[1] is None else movies
+        batched = jax.vmap(jax.grad(loss, argnums=(0, 1)), in_axes=in_axes + (None,))(taus, m, "native")
+        for i, tau in enumerate(taus):
+            one = jax.grad(loss, argnums=(0, 1))(tau, m if in_axes[1] is None else m[i], "autodiff")
+            np.testing.assert_allclose(float(batched[0][i]), float(one[0]), rtol=1e-4)
+            scale = float(np.max(np.abs(np.asarray(one[1]))))
+            np.testing.assert_allclose(np.asarray(batched[1][i]), np.asarray(one[1]), rtol=1e-3, atol=1e-4 * scale)
     with pytest.raises(ValueError, match="adjoint: 'native' cannot serve this run: it covers runs without spikes"):
         retina.run(params, state, movie, adjoint="native")
     with pytest.raises(ValueError, match="adjoint"):

@@ -19,9 +19,12 @@
 // (about 2 MB at 50x50, in cache), then walks the stretch backwards. (Keeping every state, as
 // JAX's differentiation with remat does, writes 11 maps per frame: slower, most of it page faults.)
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -122,6 +125,27 @@ void correlate_rows(const T* const* rows, int64_t W, const T* __restrict k, int6
   correlate<T>(W, k, n, [rows](int64_t j) { return rows[j]; }, out);
 }
 
+// sum_i g[i] (a[i] - b[i]) with four vector accumulators (one would wait on each multiply-add).
+template <typename T>
+T dot_difference(const T* __restrict g, const T* __restrict a, const T* __restrict b, int64_t len) {
+  using V = Vec<T>;
+  constexpr int64_t B = V::size;
+  typename V::type s0 = {}, s1 = {}, s2 = {}, s3 = {};
+  int64_t i = 0;
+  for (; i + 4 * B <= len; i += 4 * B) {
+    s0 += V::load(g + i) * (V::load(a + i) - V::load(b + i));
+    s1 += V::load(g + i + B) * (V::load(a + i + B) - V::load(b + i + B));
+    s2 += V::load(g + i + 2 * B) * (V::load(a + i + 2 * B) - V::load(b + i + 2 * B));
+    s3 += V::load(g + i + 3 * B) * (V::load(a + i + 3 * B) - V::load(b + i + 3 * B));
+  }
+  for (; i + B <= len; i += B) s0 += V::load(g + i) * (V::load(a + i) - V::load(b + i));
+  s0 += s1 + s2 + s3;
+  T sum = T(0);
+  for (int64_t l = 0; l < B; ++l) sum += s0[l];
+  for (; i < len; ++i) sum += g[i] * (a[i] - b[i]);
+  return sum;
+}
+
 // A separable blur of (H, W) maps by odd symmetric 1-D taps: z = (taps along H) x, y = (taps along W) z.
 // The transposed blur is the same correlation over the zero-padded cotangent (the taps are symmetric).
 template <typename T>
@@ -129,7 +153,9 @@ struct Blur {
   int64_t n = 0, r = 0, H = 0, W = 0;
   const T* k = nullptr;
   std::vector<int> mh, mw;                 // source row / column of each padded position, or -1
-  std::vector<T> row, grow, crow, zeros;   // a padded row (W + 2r); a zero-padded one (W + 4r); W + 2r; W zeros
+  std::vector<T> row, grow, crow, zeros;   // a padded row (W + 2r, then room to whole vectors); a zero-padded
+                                           // one (W + 4r); W + 2r; W zeros
+  std::vector<T> gbuf, zbuf;               // one row, zero-padded to whole vectors
   std::vector<T> prows;                    // (H + 2r, W): cotangents of the padded rows
   std::vector<const T*> ptrs;
 
@@ -139,7 +165,9 @@ struct Blur {
     mh.resize(H + 2 * r), mw.resize(W + 2 * r);
     for (int64_t p = 0; p < H + 2 * r; ++p) mh[p] = source_index(p - r, H, padding);
     for (int64_t p = 0; p < W + 2 * r; ++p) mw[p] = source_index(p - r, W, padding);
-    row.assign(W + 2 * r, T(0)), grow.assign(W + 4 * r, T(0)), crow.assign(W + 2 * r, T(0));
+    const int64_t whole = (W + Vec<T>::size - 1) / Vec<T>::size * Vec<T>::size;
+    row.assign(whole + 2 * r, T(0)), grow.assign(W + 4 * r, T(0)), crow.assign(W + 2 * r, T(0));
+    gbuf.assign(whole, T(0)), zbuf.assign(whole, T(0));
     zeros.assign(W, T(0)), prows.assign((H + 2 * r) * W, T(0)), ptrs.resize(n);
   }
 
@@ -167,19 +195,24 @@ struct Blur {
   // and the off-centre taps' cotangents added to dk (n entries; the centre one is left alone).
   void backward(const T* __restrict x, const T* __restrict z, const T* __restrict gy, T* __restrict gz,
                 T* __restrict gx, double* dk) {
-    std::vector<T> acc(n, T(0));
-    for (int64_t h = 0; h < H; ++h) {  // along W: taps, then the transpose
+    using V = Vec<T>;
+    constexpr int64_t B = V::size;
+    const int64_t blocks = (W + B - 1) / B;
+    // along W, the taps: per tap one vector of partial sums over all rows; the rows are copied
+    // into zero-padded buffers so that whole vectors cover them (the padding adds zeros)
+    std::vector<typename V::type> part(4 * n, typename V::type{});  // four independent sums per tap
+    for (int64_t h = 0; h < H; ++h) {
       const T* __restrict zr = z + h * W;
-      const T* __restrict g = gy + h * W;
       pad_row(zr, row.data());
-      const T* __restrict b = row.data();
+      std::memcpy(gbuf.data(), gy + h * W, W * sizeof(T));
+      std::memcpy(zbuf.data(), zr, W * sizeof(T));
       for (int64_t j = 0; j < n; ++j) {
         if (j == r) continue;
-        T s = T(0);
-        for (int64_t w = 0; w < W; ++w) s += g[w] * (b[w + j] - zr[w]);
-        acc[j] += s;
+        for (int64_t b = 0; b < blocks; ++b)
+          part[4 * j + (b & 3)] +=
+              V::load(gbuf.data() + b * B) * (V::load(row.data() + b * B + j) - V::load(zbuf.data() + b * B));
       }
-      std::memcpy(grow.data() + 2 * r, g, W * sizeof(T));
+      std::memcpy(grow.data() + 2 * r, gy + h * W, W * sizeof(T));  // the transpose
       correlate_row(grow.data(), W + 2 * r, k, n, crow.data());
       T* __restrict gr = gz + h * W;
       const T* __restrict c = crow.data();
@@ -187,16 +220,21 @@ struct Blur {
       for (int64_t p = 0; p < r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
       for (int64_t p = W + r; p < W + 2 * r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
     }
-    for (int64_t h = 0; h < H; ++h) {  // along H: taps
-      const T* __restrict g = gz + h * W;
-      const T* __restrict xr0 = x + h * W;
-      for (int64_t j = 0; j < n; ++j) {
-        if (j == r) continue;
-        const T* __restrict xr = padded_row(x, h + j);
-        T s = T(0);
-        for (int64_t w = 0; w < W; ++w) s += g[w] * (xr[w] - xr0[w]);
-        acc[j] += s;
+    std::vector<T> acc(n, T(0));
+    for (int64_t j = 0; j < 4 * n; ++j)
+      for (int64_t b = 0; b < B; ++b) acc[j / 4] += part[j][b];
+    // along H, the taps: rows h whose shifted row h + j - r lies inside the map are one contiguous
+    // dot product; the others go row by row through the padding
+    for (int64_t j = 0; j < n; ++j) {
+      if (j == r) continue;
+      const int64_t shift = j - r;
+      const int64_t h0 = std::max<int64_t>(0, -shift), h1 = std::min<int64_t>(H, H - shift);
+      T sum = T(0);
+      if (h1 > h0) sum += dot_difference(gz + h0 * W, x + (h0 + shift) * W, x + h0 * W, (h1 - h0) * W);
+      for (int64_t h = 0; h < H; ++h) {
+        if (h < h0 || h >= h1) sum += dot_difference(gz + h * W, padded_row(x, h + j), x + h * W, W);
       }
+      acc[j] += sum;
     }
     for (int64_t p = 0; p < H + 2 * r; ++p) {  // along H: the transpose
       for (int64_t j = 0; j < n; ++j) {
@@ -649,28 +687,7 @@ struct Model {
   }
 };
 
-Config read_config(int64_t T, int64_t H, int64_t W, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
-                   int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
-  Config c;
-  c.T = T, c.H = H, c.W = W, c.poles = poles, c.leaky = leaky != 0, c.undershoot = undershoot != 0, c.lag = lag != 0;
-  c.padding = static_cast<int>(padding), c.dt = dt;
-  c.taps[0] = n_c, c.taps[1] = n_s, c.taps[2] = n_a, c.taps[3] = n_p;
-  return c;
-}
 
-template <typename T>
-T* data_or_null(ffi::Result<ffi::AnyBuffer>& b) {
-  return b->element_count() == 0 ? nullptr : static_cast<T*>(b->untyped_data());
-}
-
-template <typename T>
-const T* data_or_null(const ffi::AnyBuffer& b) {
-  return b.element_count() == 0 ? nullptr : static_cast<const T*>(b.untyped_data());
-}
-
-// Runs T steps from `state`; writes the final state, the outputs where non-null, and where
-// `states` is non-null the state before every kSegment-th step (ceil(T / kSegment), S, H, W) for
-// the backward pass.
 template <typename T>
 void forward(const Config& c, const T* movie, const T* state, const T* scalars, const T* taps, T* state_out, T* states,
              T* rates, T* opl, T* bip, T* adapt, T* cur) {
@@ -726,61 +743,160 @@ void backward(const Config& c, const T* movie, const T* states, const T* scalars
   for (int64_t j = 0; j < n_taps; ++j) g_taps[j] = static_cast<T>(dk[j]);
 }
 
-ffi::Error Forward(ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
-                   ffi::Result<ffi::AnyBuffer> state_out, ffi::Result<ffi::AnyBuffer> states, ffi::Result<ffi::AnyBuffer> rates,
-                   ffi::Result<ffi::AnyBuffer> opl, ffi::Result<ffi::AnyBuffer> bip, ffi::Result<ffi::AnyBuffer> adapt,
-                   ffi::Result<ffi::AnyBuffer> cur, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
+// Under vmap (vmap_method="expand_dims") every buffer has leading batch axes: `items` parts of
+// `size` elements, or one part (size 1 axes) that every item shares; an empty buffer is an output
+// not asked for (nullptr).
+template <typename T>
+struct Items {
+  T* data = nullptr;
+  int64_t size = 0;
+  bool batched = false;
+  T* at(int64_t i) const { return data == nullptr ? nullptr : data + (batched ? i * size : 0); }
+};
+
+template <typename T>
+std::optional<Items<T>> items_of(void* data, int64_t count, int64_t size, int64_t n_items, bool optional) {
+  Items<T> v;
+  if (optional && count == 0) return v;
+  if (size == 0 || (count != size && count != size * n_items)) return std::nullopt;
+  v.data = static_cast<T*>(data), v.size = size, v.batched = n_items > 1 && count == size * n_items;
+  return v;
+}
+
+template <typename T>
+std::optional<Items<const T>> items(const ffi::AnyBuffer& b, int64_t size, int64_t n_items, bool optional = false) {
+  auto v = items_of<T>(b.untyped_data(), static_cast<int64_t>(b.element_count()), size, n_items, optional);
+  if (!v) return std::nullopt;
+  return Items<const T>{v->data, v->size, v->batched};
+}
+
+template <typename T>
+std::optional<Items<T>> items(ffi::Result<ffi::AnyBuffer>& b, int64_t size, int64_t n_items, bool optional = false) {
+  return items_of<T>(b->untyped_data(), static_cast<int64_t>(b->element_count()), size, n_items, optional);
+}
+
+// fn(i) for the items 0..n-1, spread over XLA's intra-op threads.
+template <typename F>
+void for_items(ffi::ThreadPool& pool, int64_t n, F fn) {
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(n, pool.num_threads()));
+  std::atomic<int64_t> next{0}, done{0};
+  auto work = [&]() {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) fn(i);
+    done.fetch_add(1, std::memory_order_release);
+  };
+  for (int64_t t = 1; t < tasks; ++t) pool.Schedule([&work]() { work(); });
+  work();
+  while (done.load(std::memory_order_acquire) < tasks) std::this_thread::yield();
+}
+
+Config read_config(const ffi::AnyBuffer& movie, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
                    int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
   const auto d = movie.dimensions();
-  if (d.size() != 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
-  const Config c = read_config(d[0], d[1], d[2], poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
-  if (static_cast<int64_t>(state.element_count()) != c.maps() * c.H * c.W)
-    return ffi::Error::InvalidArgument("retina: state must be (poles + 10, H, W)");
-  if (movie.element_type() == ffi::DataType::F32) {
-    forward<float>(c, static_cast<const float*>(movie.untyped_data()), static_cast<const float*>(state.untyped_data()),
-                   static_cast<const float*>(scalars.untyped_data()), static_cast<const float*>(taps.untyped_data()),
-                   static_cast<float*>(state_out->untyped_data()), data_or_null<float>(states), data_or_null<float>(rates),
-                   data_or_null<float>(opl), data_or_null<float>(bip), data_or_null<float>(adapt),
-                   data_or_null<float>(cur));
-  } else if (movie.element_type() == ffi::DataType::F64) {
-    forward<double>(c, static_cast<const double*>(movie.untyped_data()),
-                    static_cast<const double*>(state.untyped_data()), static_cast<const double*>(scalars.untyped_data()),
-                    static_cast<const double*>(taps.untyped_data()), static_cast<double*>(state_out->untyped_data()),
-                    data_or_null<double>(states), data_or_null<double>(rates), data_or_null<double>(opl), data_or_null<double>(bip),
-                    data_or_null<double>(adapt), data_or_null<double>(cur));
-  } else {
-    return ffi::Error::InvalidArgument("retina: expected float32 or float64");
-  }
+  const size_t k = d.size();
+  Config c;
+  c.T = d[k - 3], c.H = d[k - 2], c.W = d[k - 1], c.poles = poles;
+  c.leaky = leaky != 0, c.undershoot = undershoot != 0, c.lag = lag != 0;
+  c.padding = static_cast<int>(padding), c.dt = dt;
+  c.taps[0] = n_c, c.taps[1] = n_s, c.taps[2] = n_a, c.taps[3] = n_p;
+  return c;
+}
+
+int64_t n_taps(const Config& c) { return c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3]; }
+
+template <typename T>
+ffi::Error forward_items(ffi::ThreadPool& pool, const Config& c, const ffi::AnyBuffer& movie,
+                         const ffi::AnyBuffer& state, const ffi::AnyBuffer& scalars, const ffi::AnyBuffer& taps,
+                         ffi::Result<ffi::AnyBuffer>& state_out, ffi::Result<ffi::AnyBuffer>& states,
+                         ffi::Result<ffi::AnyBuffer>& rates, ffi::Result<ffi::AnyBuffer>& opl,
+                         ffi::Result<ffi::AnyBuffer>& bip, ffi::Result<ffi::AnyBuffer>& adapt,
+                         ffi::Result<ffi::AnyBuffer>& cur) {
+  const int64_t n = c.H * c.W, sn = c.maps() * n, segments = (c.T + kSegment - 1) / kSegment;
+  const int64_t N = static_cast<int64_t>(state_out->element_count()) / sn;
+  const auto m = items<T>(movie, c.T * n, N);
+  const auto s0 = items<T>(state, sn, N);
+  const auto sc = items<T>(scalars, kScalars, N);
+  const auto tp = items<T>(taps, n_taps(c), N, n_taps(c) == 0);
+  const auto so = items<T>(state_out, sn, N);
+  const auto ks = items<T>(states, segments * sn, N, true);
+  const auto r = items<T>(rates, c.T * 2 * n, N, true);
+  const auto o = items<T>(opl, c.T * n, N, true), b = items<T>(bip, c.T * n, N, true);
+  const auto a = items<T>(adapt, c.T * n, N, true);
+  const auto g = items<T>(cur, c.T * 2 * n, N, true);
+  if (!m || !s0 || !sc || !tp || !so || !ks || !r || !o || !b || !a || !g)
+    return ffi::Error::InvalidArgument("retina: unexpected buffer sizes (movie (T, H, W), state (poles + 10, H, W))");
+  for_items(pool, N, [&](int64_t i) {
+    forward<T>(c, m->at(i), s0->at(i), sc->at(i), tp->at(i), so->at(i), ks->at(i), r->at(i), o->at(i), b->at(i),
+               a->at(i), g->at(i));
+  });
   return ffi::Error::Success();
 }
 
-ffi::Error Backward(ffi::AnyBuffer movie, ffi::AnyBuffer states, ffi::AnyBuffer scalars, ffi::AnyBuffer taps,
-                    ffi::AnyBuffer g_state, ffi::AnyBuffer g_rates, ffi::AnyBuffer g_opl, ffi::AnyBuffer g_bip,
-                    ffi::AnyBuffer g_adapt, ffi::AnyBuffer g_cur, ffi::Result<ffi::AnyBuffer> g_movie,
-                    ffi::Result<ffi::AnyBuffer> g_state0, ffi::Result<ffi::AnyBuffer> g_scalars,
-                    ffi::Result<ffi::AnyBuffer> g_taps, int64_t poles, int64_t leaky, int64_t undershoot, int64_t lag,
-                    int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a, int64_t n_p, double dt) {
-  const auto d = movie.dimensions();
-  if (d.size() != 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
-  const Config c = read_config(d[0], d[1], d[2], poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
-  if (static_cast<int64_t>(states.element_count()) != (c.T + kSegment - 1) / kSegment * c.maps() * c.H * c.W)
-    return ffi::Error::InvalidArgument("retina: states must be (ceil(T / 16), poles + 10, H, W)");
-#define VJ_BACKWARD(T)                                                                                          \
-  backward<T>(c, static_cast<const T*>(movie.untyped_data()), static_cast<const T*>(states.untyped_data()),    \
-              static_cast<const T*>(scalars.untyped_data()), static_cast<const T*>(taps.untyped_data()),        \
-              static_cast<const T*>(g_state.untyped_data()), data_or_null<T>(g_rates), data_or_null<T>(g_opl), \
-              data_or_null<T>(g_bip), data_or_null<T>(g_adapt), data_or_null<T>(g_cur),                         \
-              static_cast<T*>(g_movie->untyped_data()), static_cast<T*>(g_state0->untyped_data()),             \
-              static_cast<T*>(g_scalars->untyped_data()), static_cast<T*>(g_taps->untyped_data()))
-  if (movie.element_type() == ffi::DataType::F32) {
-    VJ_BACKWARD(float);
-  } else if (movie.element_type() == ffi::DataType::F64) {
-    VJ_BACKWARD(double);
-  } else {
-    return ffi::Error::InvalidArgument("retina: expected float32 or float64");
+ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer movie, ffi::AnyBuffer state, ffi::AnyBuffer scalars,
+                   ffi::AnyBuffer taps, ffi::Result<ffi::AnyBuffer> state_out, ffi::Result<ffi::AnyBuffer> states,
+                   ffi::Result<ffi::AnyBuffer> rates, ffi::Result<ffi::AnyBuffer> opl, ffi::Result<ffi::AnyBuffer> bip,
+                   ffi::Result<ffi::AnyBuffer> adapt, ffi::Result<ffi::AnyBuffer> cur, int64_t poles, int64_t leaky,
+                   int64_t undershoot, int64_t lag, int64_t padding, int64_t n_c, int64_t n_s, int64_t n_a,
+                   int64_t n_p, double dt) {
+  if (movie.dimensions().size() < 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
+  const Config c = read_config(movie, poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
+  switch (movie.element_type()) {
+    case ffi::DataType::F32:
+      return forward_items<float>(pool, c, movie, state, scalars, taps, state_out, states, rates, opl, bip, adapt, cur);
+    case ffi::DataType::F64:
+      return forward_items<double>(pool, c, movie, state, scalars, taps, state_out, states, rates, opl, bip, adapt, cur);
+    default:
+      return ffi::Error::InvalidArgument("retina: expected float32 or float64");
   }
-#undef VJ_BACKWARD
+}
+
+template <typename T>
+ffi::Error backward_items(ffi::ThreadPool& pool, const Config& c, const ffi::AnyBuffer& movie,
+                          const ffi::AnyBuffer& states, const ffi::AnyBuffer& scalars, const ffi::AnyBuffer& taps,
+                          const ffi::AnyBuffer& g_state, const ffi::AnyBuffer& g_rates, const ffi::AnyBuffer& g_opl,
+                          const ffi::AnyBuffer& g_bip, const ffi::AnyBuffer& g_adapt, const ffi::AnyBuffer& g_cur,
+                          ffi::Result<ffi::AnyBuffer>& g_movie, ffi::Result<ffi::AnyBuffer>& g_state0,
+                          ffi::Result<ffi::AnyBuffer>& g_scalars, ffi::Result<ffi::AnyBuffer>& g_taps) {
+  const int64_t n = c.H * c.W, sn = c.maps() * n, segments = (c.T + kSegment - 1) / kSegment;
+  const int64_t N = static_cast<int64_t>(g_state0->element_count()) / sn;
+  const auto m = items<T>(movie, c.T * n, N);
+  const auto ks = items<T>(states, segments * sn, N, c.T == 0);
+  const auto sc = items<T>(scalars, kScalars, N);
+  const auto tp = items<T>(taps, n_taps(c), N, n_taps(c) == 0);
+  const auto gs = items<T>(g_state, sn, N);
+  const auto gr = items<T>(g_rates, c.T * 2 * n, N, true);
+  const auto go = items<T>(g_opl, c.T * n, N, true), gb = items<T>(g_bip, c.T * n, N, true);
+  const auto ga = items<T>(g_adapt, c.T * n, N, true);
+  const auto gc = items<T>(g_cur, c.T * 2 * n, N, true);
+  const auto gm = items<T>(g_movie, c.T * n, N, c.T == 0), g0 = items<T>(g_state0, sn, N);
+  const auto gsc = items<T>(g_scalars, kScalars, N), gt = items<T>(g_taps, n_taps(c), N, n_taps(c) == 0);
+  if (!m || !ks || !sc || !tp || !gs || !gr || !go || !gb || !ga || !gc || !gm || !g0 || !gsc || !gt)
+    return ffi::Error::InvalidArgument("retina: unexpected buffer sizes (states (ceil(T / 16), poles + 10, H, W))");
+  for_items(pool, N, [&](int64_t i) {
+    backward<T>(c, m->at(i), ks->at(i), sc->at(i), tp->at(i), gs->at(i), gr->at(i), go->at(i), gb->at(i), ga->at(i),
+                gc->at(i), gm->at(i), g0->at(i), gsc->at(i), gt->at(i));
+  });
   return ffi::Error::Success();
+}
+
+ffi::Error Backward(ffi::ThreadPool pool, ffi::AnyBuffer movie, ffi::AnyBuffer states, ffi::AnyBuffer scalars,
+                    ffi::AnyBuffer taps, ffi::AnyBuffer g_state, ffi::AnyBuffer g_rates, ffi::AnyBuffer g_opl,
+                    ffi::AnyBuffer g_bip, ffi::AnyBuffer g_adapt, ffi::AnyBuffer g_cur,
+                    ffi::Result<ffi::AnyBuffer> g_movie, ffi::Result<ffi::AnyBuffer> g_state0,
+                    ffi::Result<ffi::AnyBuffer> g_scalars, ffi::Result<ffi::AnyBuffer> g_taps, int64_t poles,
+                    int64_t leaky, int64_t undershoot, int64_t lag, int64_t padding, int64_t n_c, int64_t n_s,
+                    int64_t n_a, int64_t n_p, double dt) {
+  if (movie.dimensions().size() < 3) return ffi::Error::InvalidArgument("retina: movie must be (T, H, W)");
+  const Config c = read_config(movie, poles, leaky, undershoot, lag, padding, n_c, n_s, n_a, n_p, dt);
+  switch (movie.element_type()) {
+    case ffi::DataType::F32:
+      return backward_items<float>(pool, c, movie, states, scalars, taps, g_state, g_rates, g_opl, g_bip, g_adapt,
+                                   g_cur, g_movie, g_state0, g_scalars, g_taps);
+    case ffi::DataType::F64:
+      return backward_items<double>(pool, c, movie, states, scalars, taps, g_state, g_rates, g_opl, g_bip, g_adapt,
+                                    g_cur, g_movie, g_state0, g_scalars, g_taps);
+    default:
+      return ffi::Error::InvalidArgument("retina: expected float32 or float64");
+  }
 }
 
 }  // namespace
@@ -792,6 +908,7 @@ ffi::Error Backward(ffi::AnyBuffer movie, ffi::AnyBuffer states, ffi::AnyBuffer 
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaForward, Forward,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()  // movie (T, H, W)
                                   .Arg<ffi::AnyBuffer>()  // state (S, H, W)
                                   .Arg<ffi::AnyBuffer>()  // scalars (17,)
@@ -807,6 +924,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaForward, Forward,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(VisionJaxRetinaBackward, Backward,
                               ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::AnyBuffer>()  // movie
                                   .Arg<ffi::AnyBuffer>()  // every 16th state (ceil(T / 16), S, H, W)
                                   .Arg<ffi::AnyBuffer>()  // scalars

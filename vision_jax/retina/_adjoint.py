@@ -94,7 +94,7 @@ def _native_forward(spec, params, state, movie, keep_states: bool = False):
     results = (jax.ShapeDtypeStruct(packed.shape, dtype), shape(keep_states, -(-T // _SEGMENT), *packed.shape),
                shape(rates, T, 2, H, W), shape(stages, T, H, W),
                shape(stages, T, H, W), shape(stages, T, H, W), shape(stages, T, 2, H, W))
-    call = jax.ffi.ffi_call(_native.target("retina") + "_forward", results, vmap_method="sequential")
+    call = jax.ffi.ffi_call(_native.target("retina") + "_forward", results, vmap_method="expand_dims")
     final, states, r, opl, bip, adapt, cur = call(movie, packed, scalars, taps, **_attributes(params, radii))
     new = _unpack_state(final, state, voltage=state.voltage, refractory=state.refractory, key=state.key,
                         frame=state.frame + T)
@@ -127,7 +127,7 @@ def _bwd(spec, residuals, cotangents):
     stage_cts = (g_out.opl, g_out.bipolar, g_out.adaptation, g_out.ganglion_input) if stages else (None,) * 4
     results = (jax.ShapeDtypeStruct(movie.shape, dtype), jax.ShapeDtypeStruct(state.bipolar.shape[:0] + states.shape[1:], dtype),
                jax.ShapeDtypeStruct(scalars.shape, dtype), jax.ShapeDtypeStruct(taps.shape, dtype))
-    call = jax.ffi.ffi_call(_native.target("retina") + "_backward", results, vmap_method="sequential")
+    call = jax.ffi.ffi_call(_native.target("retina") + "_backward", results, vmap_method="expand_dims")
     g_movie, g_packed, g_scalars, g_taps = call(movie, states, scalars, taps, _pack_state(g_state),
                                                 given(g_out.rates if rates else None), *map(given, stage_cts),
                                                 **_attributes(params, radii))
