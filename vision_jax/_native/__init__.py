@@ -7,9 +7,14 @@ libraries are cached under ``$VISION_JAX_CACHE_DIR`` (default ``~/.cache/vision_
 the source, the compiler and its flags, jaxlib's version and the CPU's instruction-set flags (the
 code is built for the machine it runs on). ``CXX`` names the compiler (default ``c++``).
 
+Kernels: ``matching_pursuit.cc`` (:mod:`vision_jax.sparse`) and ``retina.cc``, the retina
+cascade without spikes and its hand-written reverse pass (:mod:`vision_jax.retina._adjoint`,
+``retina.run(..., adjoint="native")``).
+
 Measured (``benchmarks/bench_sparse.py``: 2-core AVX-512 CPU, 4096 patches, 676 atoms, 21 steps,
 same process, three runs): the matching pursuit kernel codes 1.0-1.1x as fast as XLA's blocked
-program (MP) and 1.03-1.27x (HEH), with the same entries.
+program (MP) and 1.03-1.27x (HEH), with the same entries. For the retina's gradient see
+``benchmarks/bench_retina.py`` and the README.
 """
 from __future__ import annotations
 
