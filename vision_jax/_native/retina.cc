@@ -25,6 +25,7 @@
 #include <cstring>
 #include <optional>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -263,6 +264,35 @@ struct Config {
   int64_t maps() const { return poles + 10; }
 };
 
+// A transient, Virtual Retina's undershoot and the ganglion's: lp' = x + e (lp - x) (a low-pass),
+// y = x - weight lp'.
+template <typename T>
+void transient(int64_t n, const T* __restrict x, const T* __restrict lp, T e, T weight, T* __restrict lp_new,
+               T* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i] + e * (lp[i] - x[i]);
+    lp_new[i] = v;
+    y[i] = x[i] - weight * v;
+  }
+}
+
+// Its derivative: given the cotangents gy of y and g_lp of lp', adds those of x to gx and of lp
+// to h_lp; returns the cotangents of (weight, e).
+template <typename T>
+std::pair<T, T> transient_adjoint(int64_t n, const T* __restrict x, const T* __restrict lp,
+                                  const T* __restrict lp_new, T e, T weight, const T* __restrict gy,
+                                  const T* __restrict g_lp, T* __restrict gx, T* __restrict h_lp) {
+  T a_weight = 0, a_e = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T gl = g_lp[i] - weight * gy[i];
+    a_weight -= gy[i] * lp_new[i];
+    gx[i] += gy[i] + (T(1) - e) * gl;
+    h_lp[i] += e * gl;
+    a_e += gl * (lp[i] - x[i]);
+  }
+  return {a_weight, a_e};
+}
+
 // Intermediate maps of one step (what its derivative needs beyond the old and new states), and
 // the derivative's scratch maps.
 template <typename T>
@@ -327,16 +357,7 @@ struct Model {
     }
     const T* c = N(last);
     if (cfg.undershoot) {
-      const T* __restrict xu = cfg.lag ? O(last) : c;
-      const T* __restrict ulp = O(iULP);
-      T* __restrict nulp = N(iULP);
-      T* __restrict u = N(iU);
-      const T wu = s[kWu];
-      for (int64_t i = 0; i < n; ++i) {
-        const T v = xu[i] + eu * (ulp[i] - xu[i]);
-        nulp[i] = v;
-        u[i] = xu[i] - wu * v;
-      }
+      transient(n, cfg.lag ? O(last) : c, O(iULP), eu, s[kWu], N(iULP), N(iU));
     } else {
       std::memcpy(N(iULP), O(iULP), n * sizeof(T));
       std::memcpy(N(iU), c, n * sizeof(T));
@@ -388,16 +409,8 @@ struct Model {
     }
     // 3. ganglion input
     {
-      const T* __restrict xt = cfg.lag ? O(iV) : N(iV);
-      const T* __restrict tlo = O(iTLP);
-      T* __restrict tln = N(iTLP);
       T* __restrict vt = N(iVT);
-      const T wg = s[kWg];
-      for (int64_t i = 0; i < n; ++i) {
-        const T v = xt[i] + et * (tlo[i] - xt[i]);
-        tln[i] = v;
-        vt[i] = xt[i] - wg * v;
-      }
+      transient(n, cfg.lag ? O(iV) : N(iV), O(iTLP), et, s[kWg], N(iTLP), vt);
       const T* __restrict xn = cfg.lag ? O(iVT) : vt;
       const T v0 = s[kV0], i0 = s[kI0], lg = s[kLg];
       T* __restrict rect = has(3) ? w.rect.data() : N(iCUR);
@@ -490,22 +503,8 @@ struct Model {
         }
       }
       acc[kV0] += a_v0, acc[kI0] += a_i0, acc[kLg] += a_lg;
-      const T* __restrict gvt = G(iVT);
-      const T* __restrict gtl = G(iTLP);
-      const T* __restrict tln = N(iTLP);
-      const T* __restrict tlo = O(iTLP);
-      const T* __restrict xt = cfg.lag ? O(iV) : N(iV);
-      T* __restrict gxt = cfg.lag ? Hm(iV) : G(iV);
-      T* __restrict htl = Hm(iTLP);
-      const T wg = s[kWg], et = s[kEt];
-      T a_wg = 0, a_et = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const T gl = gtl[i] - wg * gvt[i];
-        a_wg -= gvt[i] * tln[i];
-        gxt[i] += gvt[i] + (T(1) - et) * gl;
-        htl[i] += et * gl;
-        a_et += gl * (tlo[i] - xt[i]);
-      }
+      const auto [a_wg, a_et] = transient_adjoint(n, cfg.lag ? O(iV) : N(iV), O(iTLP), N(iTLP), s[kEt], s[kWg],
+                                                  G(iVT), G(iTLP), cfg.lag ? Hm(iV) : G(iV), Hm(iTLP));
       acc[kWg] += a_wg, acc[kEt] += a_et;
     }
     // 2. adaptation, then the bipolar potential
@@ -616,25 +615,12 @@ struct Model {
     T* __restrict gc = w.gc.data();  // the cotangent of the centre's output c (beyond its state's)
     std::fill(gc, gc + n, T(0));
     {
-      const T* __restrict gu = w.gu.data();
+      T* __restrict gu = w.gu.data();
       const T* __restrict gU = G(iU);
       if (cfg.undershoot) {
-        const T* __restrict xu = cfg.lag ? O(last) : N(last);
-        const T* __restrict ulo = O(iULP);
-        const T* __restrict uln = N(iULP);
-        const T* __restrict gul = G(iULP);
-        T* __restrict hul = Hm(iULP);
-        T* __restrict gxu = cfg.lag ? Hm(last) : gc;
-        const T wu = s[kWu], eu = s[kEu];
-        T a_wu = 0, a_eu = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          const T gut = gU[i] + gu[i];
-          const T gl = gul[i] - wu * gut;
-          a_wu -= gut * uln[i];
-          gxu[i] += gut + (T(1) - eu) * gl;
-          hul[i] += eu * gl;
-          a_eu += gl * (ulo[i] - xu[i]);
-        }
+        for (int64_t i = 0; i < n; ++i) gu[i] += gU[i];  // the cotangent of u: its state's and its uses'
+        const auto [a_wu, a_eu] = transient_adjoint(n, cfg.lag ? O(last) : N(last), O(iULP), N(iULP), s[kEu], s[kWu],
+                                                    gu, G(iULP), cfg.lag ? Hm(last) : gc, Hm(iULP));
         acc[kWu] += a_wu, acc[kEu] += a_eu;
       } else {
         for (int64_t i = 0; i < n; ++i) gc[i] = gU[i] + gu[i];
