@@ -23,9 +23,8 @@ from vision_jax import _native
 from vision_jax.retina._model import (PARAM_FIELDS, RetinaOutput, RetinaParams, RetinaState, _decays, _kernels, _run,
                                       _n_poles)
 
-ADJOINTS = ("auto", "native", "autodiff")
 _SEGMENT = 16  # the forward pass keeps every 16th state (kSegment in retina.cc)
-_PADDING_CODES = {"reflect": 0, "symmetric": 1, "circular": 2, "zero": 3}
+_PADDING_CODES = {"reflect": 0, "symmetric": 1, "circular": 2, "zero": 3}  # enum Padding in retina.cc
 
 
 def native_reason(params: RetinaParams, movie, spikes: bool) -> str | None:
