@@ -126,7 +126,9 @@ for label, p in (("with CGC", params), ("lambda_A = 0", params.replace(adaptatio
 # Responses generated with known centre time constants and OPL gains are fitted back, three cells
 # at once (`vmap`), with gradients through two chunks. The whole optimisation (every Adam step)
 # is one compiled `lax.scan`. `retina.multistart_fit` runs several starting points at once
-# through `vision_jax.sweep.sweep` (see `vision-jax retina`).
+# through `vision_jax.sweep.sweep` (see `vision-jax retina`). On CPU the gradients come from the
+# native kernel's reverse pass (`adjoint="auto"`, about 3x faster than JAX's differentiation of
+# the scan; `retina.run(..., adjoint="native")` for your own losses).
 
 # %%
 small = (6, 6)
