@@ -395,7 +395,7 @@ struct Model {
         const T vinf = lb * xb[i] / g;
         vn[i] = (vo[i] - vinf) * std::exp(mdt * g) + vinf;
       }
-      const T* __restrict xa = cfg.lag ? vo : vn;
+      const T* xa = cfg.lag ? vo : vn;  // may be vn: not restrict
       T* __restrict ar = w.ar.data();
       const T la = s[kLa];
       for (int64_t i = 0; i < n; ++i) ar[i] = la * xa[i] * xa[i];
@@ -411,7 +411,7 @@ struct Model {
     {
       T* __restrict vt = N(iVT);
       transient(n, cfg.lag ? O(iV) : N(iV), O(iTLP), et, s[kWg], N(iTLP), vt);
-      const T* __restrict xn = cfg.lag ? O(iVT) : vt;
+      const T* xn = cfg.lag ? O(iVT) : vt;  // may be vt: not restrict
       const T v0 = s[kV0], i0 = s[kI0], lg = s[kLg];
       T* __restrict rect = has(3) ? w.rect.data() : N(iCUR);
       for (int64_t ch = 0; ch < 2; ++ch) {
