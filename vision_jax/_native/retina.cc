@@ -16,8 +16,9 @@
 //
 // The forward pass called for a derivative keeps the state before every 16th step; the backward
 // pass recomputes the 16 steps of a stretch from it, keeping their states and intermediate maps
-// (about 5 MB at 50x50 in float32, within the L3 cache), then walks the stretch backwards. (Keeping every state, as
-// JAX's differentiation with remat does, writes 11 maps per frame: slower, most of it page faults.)
+// (about 4 MB at 50x50 in float32, within the L3 cache), then walks the stretch backwards.
+// (Keeping every state, as JAX's differentiation with remat does, writes 11 maps per frame:
+// slower, most of it page faults.)
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -159,6 +160,8 @@ struct Blur {
   std::vector<T> gbuf, zbuf;               // one row, zero-padded to whole vectors
   std::vector<T> prows;                    // (H + 2r, W): cotangents of the padded rows
   std::vector<const T*> ptrs;
+  std::vector<typename Vec<T>::type> part;  // backward: four vector sums per tap
+  std::vector<T> acc;                       // backward: the taps' sums
 
   void init(const T* taps, int64_t count, int64_t h, int64_t w, int padding) {
     n = count, r = (count - 1) / 2, H = h, W = w, k = taps;
@@ -170,6 +173,7 @@ struct Blur {
     row.assign(whole + 2 * r, T(0)), grow.assign(W + 4 * r, T(0)), crow.assign(W + 2 * r, T(0));
     gbuf.assign(whole, T(0)), zbuf.assign(whole, T(0));
     zeros.assign(W, T(0)), prows.assign((H + 2 * r) * W, T(0)), ptrs.resize(n);
+    part.resize(4 * n), acc.resize(n);
   }
 
   void pad_row(const T* src, T* dst) const {  // dst (W + 2r) from one row src (W)
@@ -201,7 +205,7 @@ struct Blur {
     const int64_t blocks = (W + B - 1) / B;
     // along W, the taps: per tap one vector of partial sums over all rows; the rows are copied
     // into zero-padded buffers so that whole vectors cover them (the padding adds zeros)
-    std::vector<typename V::type> part(4 * n, typename V::type{});  // four independent sums per tap
+    std::fill(part.begin(), part.end(), typename V::type{});
     for (int64_t h = 0; h < H; ++h) {
       const T* __restrict zr = z + h * W;
       pad_row(zr, row.data());
@@ -221,7 +225,7 @@ struct Blur {
       for (int64_t p = 0; p < r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
       for (int64_t p = W + r; p < W + 2 * r; ++p) if (mw[p] >= 0) gr[mw[p]] += c[p];
     }
-    std::vector<T> acc(n, T(0));
+    std::fill(acc.begin(), acc.end(), T(0));
     for (int64_t j = 0; j < 4 * n; ++j)
       for (int64_t b = 0; b < B; ++b) acc[j / 4] += part[j][b];
     // along H, the taps: rows h whose shifted row h + j - r lies inside the map are one contiguous
@@ -262,6 +266,7 @@ struct Config {
   int64_t taps[4] = {0, 0, 0, 0};  // centre, surround, adaptation, pool
   double dt = 0.001;
   int64_t maps() const { return poles + 10; }
+  int64_t n_taps() const { return taps[0] + taps[1] + taps[2] + taps[3]; }
 };
 
 // A transient, Virtual Retina's undershoot and the ganglion's: lp' = x + e (lp - x) (a low-pass),
@@ -293,14 +298,19 @@ std::pair<T, T> transient_adjoint(int64_t n, const T* __restrict x, const T* __r
   return {a_weight, a_e};
 }
 
-// Intermediate maps of one step (what its derivative needs beyond the old and new states), and
-// the derivative's scratch maps.
+// Intermediate maps of one step: what its derivative needs beyond the old and new states.
 template <typename T>
 struct Work {
-  std::vector<T> drive, cz, cin, spre, sz, sb, ar, az, aq, rect, pz, gtmp, gtmp2, gc, gu, gblur;
+  std::vector<T> drive, cz, cin, spre, sz, sb, ar, az, aq, rect, pz;
   explicit Work(int64_t hw)
-      : drive(hw), cz(hw), cin(hw), spre(hw), sz(hw), sb(hw), ar(hw), az(hw), aq(hw), rect(2 * hw), pz(2 * hw),
-        gtmp(2 * hw), gtmp2(2 * hw), gc(hw), gu(hw), gblur(hw) {}
+      : drive(hw), cz(hw), cin(hw), spre(hw), sz(hw), sb(hw), ar(hw), az(hw), aq(hw), rect(2 * hw), pz(2 * hw) {}
+};
+
+// Scratch maps of the derivative of a step.
+template <typename T>
+struct Scratch {
+  std::vector<T> gtmp, gtmp2, gc, gu, gblur;
+  explicit Scratch(int64_t hw) : gtmp(2 * hw), gtmp2(2 * hw), gc(hw), gu(hw), gblur(hw) {}
 };
 
 template <typename T>
@@ -309,6 +319,7 @@ struct Model {
   T s[kScalars];
   Blur<T> blur[4];
   int64_t HW, S;
+  int64_t tap_offset[4];  // of each blur's taps in the concatenated taps
   // state map indices
   int64_t iULP, iU, iS, iI, iV, iGA, iTLP, iVT, iCUR;
 
@@ -317,6 +328,7 @@ struct Model {
     HW = c.H * c.W, S = c.maps();
     int64_t offset = 0;
     for (int b = 0; b < 4; ++b) {
+      tap_offset[b] = offset;
       blur[b].init(taps + offset, c.taps[b], c.H, c.W, c.padding);
       offset += c.taps[b];
     }
@@ -444,8 +456,9 @@ struct Model {
   // The derivative of step(o) -> nw. `g` (S maps) holds the cotangent of the new state with the
   // outputs' cotangents added, and is used as scratch; `h` (S maps) receives the cotangent of the
   // old state (overwritten); gL the frame's; acc the scalars' (added to), dk the taps' (added to).
-  void adjoint(const T* __restrict o, const T* __restrict nw, const T* __restrict L, Work<T>& w,
-               const T* grates, T* __restrict g, T* __restrict h, T* __restrict gL, double* acc, double* dk) {
+  void adjoint(const T* __restrict o, const T* __restrict nw, const T* __restrict L, const Work<T>& w,
+               Scratch<T>& sc, const T* grates, T* __restrict g, T* __restrict h, T* __restrict gL, double* acc,
+               double* dk) {
     const int64_t n = HW;
     auto O = [&](int64_t m) { return o + m * n; };
     auto N = [&](int64_t m) { return nw + m * n; };
@@ -453,8 +466,6 @@ struct Model {
     auto Hm = [&](int64_t m) { return h + m * n; };
     std::fill(h, h + S * n, T(0));
     const int64_t last = cfg.poles - 1;
-    int64_t tap_offset[4];
-    for (int b = 0, off = 0; b < 4; off += cfg.taps[b], ++b) tap_offset[b] = off;
     // 4. rates
     if (grates) {
       const T* __restrict xi = cfg.lag ? O(iCUR) : N(iCUR);
@@ -477,9 +488,9 @@ struct Model {
       const T* gN = G(iCUR);
       if (has(3)) {
         for (int64_t ch = 0; ch < 2; ++ch)
-          blur[3].backward(w.rect.data() + ch * n, w.pz.data() + ch * n, G(iCUR) + ch * n, w.gtmp2.data(),
-                           w.gtmp.data() + ch * n, dk + tap_offset[3]);
-        gN = w.gtmp.data();
+          blur[3].backward(w.rect.data() + ch * n, w.pz.data() + ch * n, G(iCUR) + ch * n, sc.gtmp2.data(),
+                           sc.gtmp.data() + ch * n, dk + tap_offset[3]);
+        gN = sc.gtmp.data();
       }
       const T* __restrict xn = cfg.lag ? O(iVT) : N(iVT);
       T* __restrict gxn = cfg.lag ? Hm(iVT) : G(iVT);
@@ -515,7 +526,7 @@ struct Model {
       const bool blurred = has(2) && la != T(0);
       const T* __restrict q = blurred ? w.aq.data() : w.ar.data();
       T* __restrict hga = Hm(iGA);
-      T* __restrict gq = w.gtmp.data();
+      T* __restrict gq = sc.gtmp.data();
       const T ea = s[kEa];
       T a_ea = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -529,16 +540,16 @@ struct Model {
       if (has(2) && !blurred) {
         // lambda_A = 0: no cotangent reaches V or the taps (the blur's input is 0), and lambda_A's
         // is sum(gq * blur(V^2)) (one blur instead of the transpose and the taps' sums)
-        T* __restrict sq = w.gblur.data();
+        T* __restrict sq = sc.gblur.data();
         for (int64_t i = 0; i < n; ++i) sq[i] = xa[i] * xa[i];
-        blur[2].forward(sq, w.az.data(), w.aq.data());
-        const T* __restrict bsq = w.aq.data();
+        T* __restrict bsq = sc.gtmp2.data() + n;
+        blur[2].forward(sq, sc.gtmp2.data(), bsq);
         for (int64_t i = 0; i < n; ++i) a_la += gq[i] * bsq[i];
       } else {
         const T* gr = gq;
         if (has(2)) {
-          blur[2].backward(w.ar.data(), w.az.data(), gq, w.gtmp2.data(), w.gblur.data(), dk + tap_offset[2]);
-          gr = w.gblur.data();
+          blur[2].backward(w.ar.data(), w.az.data(), gq, sc.gtmp2.data(), sc.gblur.data(), dk + tap_offset[2]);
+          gr = sc.gblur.data();
         }
         T* __restrict gxa = cfg.lag ? Hm(iV) : G(iV);
         for (int64_t i = 0; i < n; ++i) {
@@ -576,8 +587,8 @@ struct Model {
       const T* __restrict sn = N(iS);
       const T* __restrict so = O(iS);
       T* __restrict hs = Hm(iS);
-      T* __restrict gu = w.gu.data();
-      T* __restrict gsx = w.gtmp.data();  // the cotangent that reaches the surround's input
+      T* __restrict gu = sc.gu.data();
+      T* __restrict gsx = sc.gtmp.data();  // the cotangent that reaches the surround's input
       const T wo = s[kWo], es = s[kEs];
       T a_wo = 0, a_es = 0;
       for (int64_t i = 0; i < n; ++i) {
@@ -587,9 +598,9 @@ struct Model {
       }
       const T* xs = cfg.lag ? (cfg.undershoot ? O(iU) : O(last)) : N(iU);
       T* gxs_target = cfg.lag ? (cfg.undershoot ? Hm(iU) : Hm(last)) : gu;
-      T* __restrict gxs = w.gblur.data();
+      T* __restrict gxs = sc.gblur.data();
       if (cfg.leaky) {
-        blur[1].backward(w.spre.data(), w.sz.data(), gsx, w.gtmp2.data(), gxs, dk + tap_offset[1]);
+        blur[1].backward(w.spre.data(), w.sz.data(), gsx, sc.gtmp2.data(), gxs, dk + tap_offset[1]);
         for (int64_t i = 0; i < n; ++i) {
           const T ga = gxs[i];
           hs[i] += es * ga;
@@ -604,7 +615,7 @@ struct Model {
           gsx[i] *= (T(1) - es);
         }
         if (has(1)) {
-          blur[1].backward(xs, w.sz.data(), gsx, w.gtmp2.data(), gxs, dk + tap_offset[1]);
+          blur[1].backward(xs, w.sz.data(), gsx, sc.gtmp2.data(), gxs, dk + tap_offset[1]);
         } else {
           std::memcpy(gxs, gsx, n * sizeof(T));
         }
@@ -612,10 +623,10 @@ struct Model {
       for (int64_t i = 0; i < n; ++i) gxs_target[i] += gxs[i];
       acc[kWo] += a_wo, acc[kEs] += a_es;
     }
-    T* __restrict gc = w.gc.data();  // the cotangent of the centre's output c (beyond its state's)
+    T* __restrict gc = sc.gc.data();  // the cotangent of the centre's output c (beyond its state's)
     std::fill(gc, gc + n, T(0));
     {
-      T* __restrict gu = w.gu.data();
+      T* __restrict gu = sc.gu.data();
       const T* __restrict gU = G(iU);
       if (cfg.undershoot) {
         for (int64_t i = 0; i < n; ++i) gu[i] += gU[i];  // the cotangent of u: its state's and its uses'
@@ -630,12 +641,12 @@ struct Model {
     // the centre
     const T ec = s[kEc], gain = s[kGain];
     T a_ec = 0, a_gain = 0;
-    T* __restrict gd = w.gtmp.data();
+    T* __restrict gd = sc.gtmp.data();
     if (cfg.leaky) {
       const T* __restrict gC = G(0);
       for (int64_t i = 0; i < n; ++i) gc[i] += gC[i];
-      T* __restrict ga = w.gblur.data();
-      blur[0].backward(w.cin.data(), w.cz.data(), gc, w.gtmp2.data(), ga, dk + tap_offset[0]);
+      T* __restrict ga = sc.gblur.data();
+      blur[0].backward(w.cin.data(), w.cz.data(), gc, sc.gtmp2.data(), ga, dk + tap_offset[0]);
       const T* __restrict c0 = O(0);
       const T* __restrict d = w.drive.data();
       T* __restrict h0 = Hm(0);
@@ -660,7 +671,7 @@ struct Model {
         }
       }
       if (has(0)) {
-        blur[0].backward(w.drive.data(), w.cz.data(), gy, w.gtmp2.data(), gd, dk + tap_offset[0]);
+        blur[0].backward(w.drive.data(), w.cz.data(), gy, sc.gtmp2.data(), gd, dk + tap_offset[0]);
       } else {
         std::memcpy(gd, gy, n * sizeof(T));
       }
@@ -700,8 +711,9 @@ void backward(const Config& c, const T* movie, const T* states, const T* scalars
   Model<T> m(c, scalars, taps);
   const int64_t n = m.HW, sn = m.S * n;
   std::vector<Work<T>> works(kSegment, Work<T>(n));  // each step's intermediate maps in a segment
+  Scratch<T> scratch(n);
   std::vector<T> g(g_state, g_state + sn), h(sn), segment((kSegment + 1) * sn);
-  std::vector<double> acc(kScalars, 0.0), dk(c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3] + 1, 0.0);
+  std::vector<double> acc(kScalars, 0.0), dk(c.n_taps() + 1, 0.0);
   auto add = [&](const T* src, int64_t map, int64_t count) {
     T* __restrict dst = g.data() + map * n;
     for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
@@ -718,15 +730,14 @@ void backward(const Config& c, const T* movie, const T* states, const T* scalars
       if (g_bip) add(g_bip + t * n, m.iV, n);
       if (g_adapt) add(g_adapt + t * n, m.iGA, n);
       if (g_cur) add(g_cur + t * 2 * n, m.iCUR, 2 * n);
-      m.adjoint(o, o + sn, movie + t * n, works[t - t0], g_rates ? g_rates + t * 2 * n : nullptr, g.data(), h.data(),
-                g_movie + t * n, acc.data(), dk.data());
+      m.adjoint(o, o + sn, movie + t * n, works[t - t0], scratch, g_rates ? g_rates + t * 2 * n : nullptr, g.data(),
+                h.data(), g_movie + t * n, acc.data(), dk.data());
       g.swap(h);
     }
   }
   std::memcpy(g_state0, g.data(), sn * sizeof(T));
   for (int i = 0; i < kScalars; ++i) g_scalars[i] = static_cast<T>(acc[i]);
-  const int64_t n_taps = c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3];
-  for (int64_t j = 0; j < n_taps; ++j) g_taps[j] = static_cast<T>(dk[j]);
+  for (int64_t j = 0; j < c.n_taps(); ++j) g_taps[j] = static_cast<T>(dk[j]);
 }
 
 // Under vmap (vmap_method="expand_dims") every buffer has leading batch axes: `items` parts of
@@ -787,8 +798,6 @@ Config read_config(const ffi::AnyBuffer& movie, int64_t poles, int64_t leaky, in
   return c;
 }
 
-int64_t n_taps(const Config& c) { return c.taps[0] + c.taps[1] + c.taps[2] + c.taps[3]; }
-
 template <typename T>
 ffi::Error forward_items(ffi::ThreadPool& pool, const Config& c, const ffi::AnyBuffer& movie,
                          const ffi::AnyBuffer& state, const ffi::AnyBuffer& scalars, const ffi::AnyBuffer& taps,
@@ -801,7 +810,7 @@ ffi::Error forward_items(ffi::ThreadPool& pool, const Config& c, const ffi::AnyB
   const auto m = items<T>(movie, c.T * n, N);
   const auto s0 = items<T>(state, sn, N);
   const auto sc = items<T>(scalars, kScalars, N);
-  const auto tp = items<T>(taps, n_taps(c), N, n_taps(c) == 0);
+  const auto tp = items<T>(taps, c.n_taps(), N, c.n_taps() == 0);
   const auto so = items<T>(state_out, sn, N);
   const auto ks = items<T>(states, segments * sn, N, true);
   const auto r = items<T>(rates, c.T * 2 * n, N, true);
@@ -829,7 +838,8 @@ ffi::Error Forward(ffi::ThreadPool pool, ffi::AnyBuffer movie, ffi::AnyBuffer st
     case ffi::DataType::F32:
       return forward_items<float>(pool, c, movie, state, scalars, taps, state_out, states, rates, opl, bip, adapt, cur);
     case ffi::DataType::F64:
-      return forward_items<double>(pool, c, movie, state, scalars, taps, state_out, states, rates, opl, bip, adapt, cur);
+      return forward_items<double>(pool, c, movie, state, scalars, taps, state_out, states, rates, opl, bip, adapt,
+                                   cur);
     default:
       return ffi::Error::InvalidArgument("retina: expected float32 or float64");
   }
@@ -847,14 +857,14 @@ ffi::Error backward_items(ffi::ThreadPool& pool, const Config& c, const ffi::Any
   const auto m = items<T>(movie, c.T * n, N);
   const auto ks = items<T>(states, segments * sn, N, c.T == 0);
   const auto sc = items<T>(scalars, kScalars, N);
-  const auto tp = items<T>(taps, n_taps(c), N, n_taps(c) == 0);
+  const auto tp = items<T>(taps, c.n_taps(), N, c.n_taps() == 0);
   const auto gs = items<T>(g_state, sn, N);
   const auto gr = items<T>(g_rates, c.T * 2 * n, N, true);
   const auto go = items<T>(g_opl, c.T * n, N, true), gb = items<T>(g_bip, c.T * n, N, true);
   const auto ga = items<T>(g_adapt, c.T * n, N, true);
   const auto gc = items<T>(g_cur, c.T * 2 * n, N, true);
   const auto gm = items<T>(g_movie, c.T * n, N, c.T == 0), g0 = items<T>(g_state0, sn, N);
-  const auto gsc = items<T>(g_scalars, kScalars, N), gt = items<T>(g_taps, n_taps(c), N, n_taps(c) == 0);
+  const auto gsc = items<T>(g_scalars, kScalars, N), gt = items<T>(g_taps, c.n_taps(), N, c.n_taps() == 0);
   if (!m || !ks || !sc || !tp || !gs || !gr || !go || !gb || !ga || !gc || !gm || !g0 || !gsc || !gt)
     return ffi::Error::InvalidArgument("retina: unexpected buffer sizes (states (ceil(T / 16), poles + 10, H, W))");
   for_items(pool, N, [&](int64_t i) {

@@ -77,8 +77,8 @@ def _unpack_state(packed, like: RetinaState, **rest) -> RetinaState:
     return RetinaState(packed[:P], *maps, packed[P + 8:], **rest)
 
 
-def _native_forward(spec, params, state, movie, keep_states: bool = False):
-    """The run by the native kernel: ``(state, RetinaOutput)``, and with ``keep_states`` the packed
+def _native_forward(spec, params, state, movie):
+    """The run by the native kernel: ``((state, RetinaOutput), states)``, ``states`` the packed
     state before every 16th frame ``(ceil(T / 16), poles + 10, H, W)`` (what the backward pass
     starts from)."""
     radii, stages, rates = spec
@@ -90,7 +90,7 @@ def _native_forward(spec, params, state, movie, keep_states: bool = False):
     def shape(wanted, *dims):
         return jax.ShapeDtypeStruct(dims if wanted else (0,), dtype)
 
-    results = (jax.ShapeDtypeStruct(packed.shape, dtype), shape(keep_states, -(-T // _SEGMENT), *packed.shape),
+    results = (jax.ShapeDtypeStruct(packed.shape, dtype), jax.ShapeDtypeStruct((-(-T // _SEGMENT),) + packed.shape, dtype),
                shape(rates, T, 2, H, W), shape(stages, T, H, W),
                shape(stages, T, H, W), shape(stages, T, H, W), shape(stages, T, 2, H, W))
     call = jax.ffi.ffi_call(_native.target("retina") + "_forward", results, vmap_method="expand_dims")
@@ -108,28 +108,27 @@ def _differentiable_run(spec, params, state, movie):
 
 
 def _fwd(spec, params, state, movie):
-    result, states = _native_forward(spec, params, state, movie, keep_states=True)
+    result, states = _native_forward(spec, params, state, movie)
     return result, (params, state, movie, states)
 
 
 def _bwd(spec, residuals, cotangents):
-    radii, stages, rates = spec
+    radii = spec[0]
     params, state, movie, states = residuals
     g_state, g_out = cotangents
     dtype = movie.dtype
     (scalars, taps), pack_vjp = jax.vjp(lambda p: _pack_params(p, radii), params)
     empty = jnp.zeros((0,), dtype)
 
-    def given(x):
+    def given(x):  # the outputs not asked for are None
         return empty if x is None else jnp.asarray(x, dtype)
 
-    stage_cts = (g_out.opl, g_out.bipolar, g_out.adaptation, g_out.ganglion_input) if stages else (None,) * 4
-    results = (jax.ShapeDtypeStruct(movie.shape, dtype), jax.ShapeDtypeStruct(state.bipolar.shape[:0] + states.shape[1:], dtype),
+    results = (jax.ShapeDtypeStruct(movie.shape, dtype), jax.ShapeDtypeStruct(states.shape[1:], dtype),
                jax.ShapeDtypeStruct(scalars.shape, dtype), jax.ShapeDtypeStruct(taps.shape, dtype))
     call = jax.ffi.ffi_call(_native.target("retina") + "_backward", results, vmap_method="expand_dims")
+    output_cts = (g_out.rates, g_out.opl, g_out.bipolar, g_out.adaptation, g_out.ganglion_input)
     g_movie, g_packed, g_scalars, g_taps = call(movie, states, scalars, taps, _pack_state(g_state),
-                                                given(g_out.rates if rates else None), *map(given, stage_cts),
-                                                **_attributes(params, radii))
+                                                *map(given, output_cts), **_attributes(params, radii))
     (g_params,) = pack_vjp((g_scalars, g_taps))
     float0 = jax.dtypes.float0
     g_state0 = _unpack_state(g_packed, state, voltage=g_state.voltage, refractory=g_state.refractory,

@@ -188,7 +188,7 @@ def fit(params: RetinaParams, state: RetinaState, movie, target, *, fields: Sequ
         time constant the fit may reach (and generate targets with the same radii).
       chunk_steps: optimizer steps per compiled chunk (the results do not depend on it).
       adjoint: how the gradients are computed (:func:`run`): ``"auto"`` takes the native CPU
-        kernel's reverse pass where it serves (about 2x faster), ``"autodiff"`` JAX's.
+        kernel's reverse pass where it serves (2-3x faster), ``"autodiff"`` JAX's.
       checkpoint_dir: folder for checkpoints (None: none).
       show_progress: force the progress bar on or off (default: on when stderr is a terminal).
 

@@ -739,7 +739,7 @@ def run(params: RetinaParams, state: RetinaState, movie, *, spikes: bool = True,
       adjoint: how derivatives of the run are computed. ``"autodiff"`` (default): JAX
         differentiates the program, in forward and reverse mode. ``"native"``: reverse-mode
         derivatives (``jax.grad``, ``jax.vjp``) from a native CPU kernel
-        (:mod:`vision_jax.retina._adjoint`; about 2x faster, ``remat`` not needed), for runs
+        (:mod:`vision_jax.retina._adjoint`; 2-3x faster, ``remat`` not needed), for runs
         without spikes on CPU in float32 or float64 with one value per parameter (vmap over
         parameter sets); it raises where it cannot serve, and forward mode (``jax.jvp``,
         ``jax.linearize``, eigendistortions) is not defined for it. ``"auto"``: ``"native"`` where
